@@ -6,7 +6,7 @@ Usage::
 
 Exit status: 0 fine, 1 the data is complete but shows a failure (e.g. eval_error rows), 2 bad usage
 or unreadable input.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from quantgate.jsonl import JsonlError, atomic_write_text
-from quantgate.report import format_table, percent
+from quantgate.report import eval_error_table, livebench_report
 from quantgate.scoring.livebench import (
+    JUDGMENT_FILE,
+    QUESTION_FILE,
     Judgment,
     ModelSummary,
-    RelativeRow,
     UnknownModelError,
     read_judgments,
     read_questions,
@@ -33,8 +34,6 @@ from quantgate.scoring.livebench import (
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_REFERENCE = "bf16"
-JUDGMENT_FILE = "ground_truth_judgment.jsonl"
-QUESTION_FILE = "question.jsonl"
 
 
 class CliError(Exception):
@@ -42,7 +41,9 @@ class CliError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return its exit status (``main(["livebench-summary", "--judgments", "data"])``)."""
+    """Run one command; return its exit status
+    (``main(["livebench-summary", "--judgments", "data"])``).
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -56,8 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser with one sub-parser per command; a command sets ``run`` (``args.run(args) -> int``)."""
-    parser = argparse.ArgumentParser(prog="quantgate", description="Gate quantized LLM checkpoints against BF16.")
+    """The parser with one sub-parser per command; a command sets ``run``
+    (``args.run(args) -> int``).
+    """
+    parser = argparse.ArgumentParser(
+        prog="quantgate", description="Gate quantized LLM checkpoints against BF16."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in COMMANDS:
         add_command(commands)
@@ -70,39 +75,71 @@ def build_parser() -> argparse.ArgumentParser:
 def add_livebench_summary(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "livebench-summary",
-        help="summarize LiveBench judgments: official score, per-question mean, relative to a reference",
-        description="Summarize LiveBench ground_truth_judgment.jsonl files the way show_livebench_result.py "
-        "does (task mean -> category mean -> overall), with the per-question mean beside it, fixing "
-        "the instruction-following task labels when --questions is given.",
+        help="summarize LiveBench judgments: official score, per-question mean, "
+        "relative to a reference",
+        description="Summarize LiveBench ground_truth_judgment.jsonl files the way "
+        "show_livebench_result.py does (task mean -> category mean -> overall), with the "
+        "per-question mean beside it, fixing the instruction-following task labels when "
+        "--questions is given.",
     )
-    parser.add_argument("--judgments", nargs="+", required=True, type=Path, metavar="PATH",
-                        help=f"{JUDGMENT_FILE} files, or folders searched recursively for them")
-    parser.add_argument("--questions", nargs="+", type=Path, metavar="PATH",
-                        help=f"{QUESTION_FILE} files or folders; task/category are then taken from the questions")
-    parser.add_argument("--reference", metavar="MODEL",
-                        help=f"model that counts as 100%% (default: {DEFAULT_REFERENCE!r} if present)")
-    parser.add_argument("--json", type=Path, metavar="OUT", dest="json_out", help="also write the tables as JSON")
+    parser.add_argument(
+        "--judgments",
+        nargs="+",
+        required=True,
+        type=Path,
+        metavar="PATH",
+        help=f"{JUDGMENT_FILE} files, or folders searched recursively for them",
+    )
+    parser.add_argument(
+        "--questions",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help=f"{QUESTION_FILE} files or folders; task/category are then taken from the questions",
+    )
+    parser.add_argument(
+        "--reference",
+        metavar="MODEL",
+        help=f"model that counts as 100%% (default: {DEFAULT_REFERENCE!r} if present)",
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="OUT", dest="json_out", help="also write the tables as JSON"
+    )
     parser.set_defaults(run=run_livebench_summary)
 
 
 def run_livebench_summary(args: argparse.Namespace) -> int:
     judgment_files = find_files(args.judgments, JUDGMENT_FILE, "--judgments")
-    question_files = find_files(args.questions, QUESTION_FILE, "--questions") if args.questions else []
+    question_files = (
+        find_files(args.questions, QUESTION_FILE, "--questions") if args.questions else []
+    )
     judgments = [j for path in judgment_files for j in read_judgments(path)]
-    questions = [q for path in question_files for q in read_questions(path)] if args.questions else None
+    questions = (
+        [q for path in question_files for q in read_questions(path)] if args.questions else None
+    )
     summaries = summarize(judgments, questions)
     if not summaries:
         raise CliError(f"no judgment rows in {', '.join(map(str, judgment_files))}")
     reference = _choose_reference(summaries, args.reference)
     relative = relative_table(summaries, reference) if reference else None
 
-    print(f"LiveBench summary: {len(judgments)} judgment rows from {len(judgment_files)} file(s)"
-          + (f", {len(questions)} questions from {len(question_files)} file(s)" if questions is not None else ""))
+    print(
+        f"LiveBench summary: {len(judgments)} judgment rows from {len(judgment_files)} file(s)"
+        + (
+            f", {len(questions)} questions from {len(question_files)} file(s)"
+            if questions is not None
+            else ""
+        )
+    )
     if questions is None:
-        print("note: no --questions: task/category taken from the judgment rows (upstream mislabels "
-              "instruction-following tasks)")
+        print(
+            "note: no --questions: task/category taken from the judgment rows (upstream mislabels "
+            "instruction-following tasks)"
+        )
     if reference is None:
-        print(f"note: no model named {DEFAULT_REFERENCE!r} and no --reference: relative table skipped")
+        print(
+            f"note: no model named {DEFAULT_REFERENCE!r} and no --reference: relative table skipped"
+        )
     print("\n" + livebench_report(summaries, relative, reference))
     if args.json_out:
         payload = {
@@ -121,9 +158,11 @@ def _report_eval_errors(eval_errors: Sequence[Judgment]) -> int:
     """Print the eval_error rows, if any; 1 if there are some, else 0."""
     if not eval_errors:
         return EXIT_OK
-    print(f"\n{len(eval_errors)} eval_error row(s) (LiveBench scored them 0; fix the grader and re-judge):")
-    print(format_table(["model", "question_id", "task", "error", "where"],
-                       [[j.model, j.question_id, j.task, j.error or "", f"{j.source}:{j.line}"] for j in eval_errors]))
+    print(
+        f"\n{len(eval_errors)} eval_error row(s) (LiveBench scored them 0; fix the grader "
+        "and re-judge):"
+    )
+    print(eval_error_table(eval_errors))
     return EXIT_FAILED
 
 
@@ -142,7 +181,9 @@ def find_files(paths: Sequence[Path], filename: str, option: str) -> list[Path]:
             raise CliError(f"{option}: {path} does not exist")
     unique: dict[Path, Path] = {}
     for path in found:
-        unique.setdefault(path.resolve(), path)  # a file named twice (directly and via its folder) counts once
+        unique.setdefault(
+            path.resolve(), path
+        )  # a file named twice (directly and via its folder) counts once
     return list(unique.values())
 
 
@@ -150,48 +191,10 @@ def _choose_reference(summaries: dict[str, ModelSummary], requested: str | None)
     if requested is None:
         return DEFAULT_REFERENCE if DEFAULT_REFERENCE in summaries else None
     if requested not in summaries:
-        raise CliError(f"--reference {requested!r} is not among the models: {', '.join(map(repr, summaries))}")
+        raise CliError(
+            f"--reference {requested!r} is not among the models: {', '.join(map(repr, summaries))}"
+        )
     return requested
-
-
-def livebench_report(
-    summaries: dict[str, ModelSummary], relative: list[RelativeRow] | None, reference: str | None
-) -> str:
-    """The tables as text: overall, judgment health, relative to the reference (if any), per category."""
-    sections = [
-        "Overall (x100; official = mean of category means, each a mean of task means)",
-        format_table(["model", "official", "per-question", "N"],
-                     [[s.model, _score(s.official), _score(s.per_question_mean), s.n] for s in summaries.values()]),
-        "\nJudgment health (rows per model)",
-        format_table(["model", "skipped (-1)", "duplicates", "relabeled", "not in questions", "missing", "eval_error"],
-                     [[s.model, s.n_skipped, s.n_duplicates, s.n_relabeled, len(s.unknown_question_ids),
-                       len(s.missing_question_ids), len(s.eval_errors)] for s in summaries.values()]),
-    ]
-    if relative is not None:
-        sections += [
-            f"\nRelative to {reference} ({reference} = 100%)",
-            format_table(["model", "metric", "score", "relative", "gap"],
-                         [row for r in relative for row in (
-                             [r.model, "official", _score(r.official), percent(r.official_relative),
-                              _points(r.official_gap_pp)],
-                             [r.model, "per-question", _score(r.per_question_mean), percent(r.per_question_relative),
-                              _points(r.per_question_gap_pp)])]),
-        ]
-    sections += [
-        "\nPer category (x100; official = mean of its task means)",
-        format_table(["model", "category", "official", "per-question", "N"],
-                     [[s.model, name, _score(c.official), _score(c.mean), c.n]
-                      for s in summaries.values() for name, c in s.categories.items()]),
-    ]
-    return "\n".join(sections)
-
-
-def _score(x: float | None) -> str:
-    return "-" if x is None else f"{x * 100:.1f}"
-
-
-def _points(gap_pp: float | None) -> str:
-    return "-" if gap_pp is None else f"{gap_pp:+.1f} pp"
 
 
 COMMANDS: tuple[Callable[[Any], None], ...] = (add_livebench_summary,)

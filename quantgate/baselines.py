@@ -17,15 +17,22 @@ import platform
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from quantgate import tiny
+from quantgate.config import Suite
 from quantgate.gate import Summary
-from quantgate.runners.base import TaskRun
+from quantgate.runs import TaskRun
 
-IDENTITY_KEYS = ("checkpoint", "checkpoint_revision", "quantization", "task_config_hash",
-                 "generation")
+IDENTITY_KEYS = (
+    "checkpoint",
+    "checkpoint_revision",
+    "quantization",
+    "task_config_hash",
+    "generation",
+)
 FORMAT = 1
 
 
@@ -48,17 +55,21 @@ class Baseline:
         return {k: self.provenance.get(k) for k in IDENTITY_KEYS}
 
     @classmethod
-    def from_run(cls, run: TaskRun, provenance: dict[str, Any],
-                 gate: dict[str, Any] | None = None) -> Baseline:
+    def from_run(
+        cls, run: TaskRun, provenance: dict[str, Any], gate: dict[str, Any] | None = None
+    ) -> Baseline:
         merged = {**run.provenance, **provenance, "truncated": run.truncated, "empty": run.empty}
         return cls(items=dict(run.scores), provenance=merged, gate=dict(gate or {}))
 
     def to_json(self) -> str:
         summary = self.summary
-        payload = {"format": FORMAT,
-                   "summary": {"mean": summary.mean, "stderr": summary.stderr, "n": summary.n},
-                   "gate": self.gate, "provenance": self.provenance,
-                   "items": dict(sorted(self.items.items(), key=lambda kv: _natural(kv[0])))}
+        payload = {
+            "format": FORMAT,
+            "summary": {"mean": summary.mean, "stderr": summary.stderr, "n": summary.n},
+            "gate": self.gate,
+            "provenance": self.provenance,
+            "items": dict(sorted(self.items.items(), key=lambda kv: _natural(kv[0]))),
+        }
         return json.dumps(payload, indent=1, sort_keys=False, default=str) + "\n"
 
     @classmethod
@@ -67,8 +78,9 @@ class Baseline:
             data = json.loads(text)
             items = {str(k): float(v) for k, v in data["items"].items()}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise BaselineError(f"{source}: not a quantgate baseline ({exc!r}); recreate it with "
-                                "--snapshot-update") from None
+            raise BaselineError(
+                f"{source}: not a quantgate baseline ({exc!r}); recreate it with --snapshot-update"
+            ) from None
         return cls(items=items, provenance=data.get("provenance", {}), gate=data.get("gate", {}))
 
 
@@ -85,6 +97,22 @@ def load_baseline(path: Path) -> Baseline | None:
     return Baseline.from_json(text, source=str(path))
 
 
+def identity(suite: Suite, task: str, precision: str) -> dict[str, Any]:
+    """What a baseline of ``(task, precision)`` must share with a run to be comparable: the
+    values of :data:`IDENTITY_KEYS` for the suite as it is now."""
+    prec = suite.precisions[precision]
+    return {
+        "checkpoint": prec.checkpoint,
+        "checkpoint_revision": tiny.revision(suite, precision),
+        "quantization": prec.quantization,
+        "task_config_hash": suite.task_config_hash(task),
+        "generation": {
+            "gen_kwargs": suite.gen_kwargs(task, suite.generation.seed),
+            "system_instruction": suite.generation.system_instruction,
+        },
+    }
+
+
 def stale_reasons(baseline: Baseline, identity: dict[str, Any]) -> list[str]:
     """What differs between a baseline's identity and the current suite's: empty when usable."""
     reasons = []
@@ -97,10 +125,16 @@ def stale_reasons(baseline: Baseline, identity: dict[str, Any]) -> list[str]:
 
 def host_provenance() -> dict[str, Any]:
     """Date and hardware, recorded with every baseline."""
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "hardware": {"machine": platform.machine(), "system": platform.system(),
-                         "cpu_count": os.cpu_count(), "gpus": _gpu_names()},
-            "python": platform.python_version()}
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "hardware": {
+            "machine": platform.machine(),
+            "system": platform.system(),
+            "cpu_count": os.cpu_count(),
+            "gpus": _gpu_names(),
+        },
+        "python": platform.python_version(),
+    }
 
 
 def _gpu_names() -> list[str]:
@@ -108,8 +142,13 @@ def _gpu_names() -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
@@ -128,8 +167,16 @@ def _natural(key: str) -> tuple:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in key.replace("/", " / ").split())
 
 
-def gate_against(reference: Baseline | None, run: TaskRun, gate, *, identity: dict[str, Any],
-                 where: str, refresh: str, subset_ok: bool = False):
+def gate_against(
+    reference: Baseline | None,
+    run: TaskRun,
+    gate,
+    *,
+    identity: dict[str, Any],
+    where: str,
+    refresh: str,
+    subset_ok: bool = False,
+):
     """The verdict of ``run`` against a stored ``reference`` baseline, under ``gate`` (a suite's
     GateConfig). A missing or stale reference raises :class:`BaselineError` with the command
     that refreshes it; a stale baseline is never silently used. ``subset_ok`` (smoke runs with
@@ -140,16 +187,26 @@ def gate_against(reference: Baseline | None, run: TaskRun, gate, *, identity: di
         raise BaselineError(f"no baseline at {where}; create it with:\n    {refresh}")
     reasons = stale_reasons(reference, identity)
     if reasons:
-        raise BaselineError(f"the baseline at {where} is stale ("
-                            + "; ".join(reasons) + f"); refresh it with:\n    {refresh}")
+        raise BaselineError(
+            f"the baseline at {where} is stale ("
+            + "; ".join(reasons)
+            + f"); refresh it with:\n    {refresh}"
+        )
     method = gate.method
     items = reference.items
     if subset_ok and set(run.scores) <= set(items):
         items = {k: items[k] for k in run.scores}
     reference_side = items if method != "unpaired" else reference.summary
-    return compare(reference_side, run.scores, margin=gate.margin, alpha=gate.alpha,
-                   beta=gate.beta, method=method, threshold=gate.threshold,
-                   repeats=int(run.provenance.get("repeats") or 1))
+    return compare(
+        reference_side,
+        run.scores,
+        margin=gate.margin,
+        alpha=gate.alpha,
+        beta=gate.beta,
+        method=method,
+        threshold=gate.threshold,
+        repeats=int(run.provenance.get("repeats") or 1),
+    )
 
 
 def drift_verdict(stored: Baseline, new: Baseline):
@@ -159,12 +216,12 @@ def drift_verdict(stored: Baseline, new: Baseline):
 
     if stale_reasons(stored, new.identity) or set(stored.items) != set(new.items):
         return None
-    gate = {k: v for k, v in new.gate.items() if k in ("method", "margin", "alpha", "beta",
-                                                         "threshold")}
+    gate = {
+        k: v for k, v in new.gate.items() if k in ("method", "margin", "alpha", "beta", "threshold")
+    }
     if gate.get("method") == "unpaired":
         gate["method"] = "paired"  # both sides have items here
-    return compare(stored.items, new.items, **gate,
-                   repeats=int(new.provenance.get("repeats") or 1))
+    return compare(stored.items, new.items, **gate, repeats=int(new.provenance.get("repeats") or 1))
 
 
 def drifted(stored: Baseline, new: Baseline) -> bool:

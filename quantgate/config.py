@@ -1,7 +1,8 @@
-"""Suite files: one YAML per model family, validated with pydantic.
+"""The suite schema: one YAML per model family, validated with pydantic (loading, profiles and
+error wording: :mod:`quantgate.suites`).
 
     >>> suite = load_suite("tests/accuracy/suites/tiny.yaml")      # doctest: +SKIP
-    >>> suite.name, list(suite.precisions), suite.reference
+    >>> suite.name, list(suite.precisions), suite.reference        # doctest: +SKIP
     ('tiny', ['bf16', 'fp8', 'nvfp4', 'int2'], 'bf16')
 
 A bad file raises :class:`SuiteError` naming the file and, for every problem, the key path, what
@@ -20,8 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from quantgate.gate import METHODS
 
@@ -65,12 +65,14 @@ class EngineConfig(_Strict):
     @classmethod
     def _no_removed_env(cls, env: dict[str, str]) -> dict[str, str]:
         if "VLLM_ATTENTION_BACKEND" in env:
-            raise ValueError("VLLM_ATTENTION_BACKEND is no longer read by vLLM >= 0.26; "
-                             "set engine.vllm.attention_backend instead")
+            raise ValueError(
+                "VLLM_ATTENTION_BACKEND is no longer read by vLLM >= 0.26; "
+                "set engine.vllm.attention_backend instead"
+            )
         return env
 
 
-REQUIREMENT = r"^(env:\S+|module:\S+|gpu)$"  # see plugins.cases.requirement_met
+REQUIREMENT = r"^(env:\S+|module:\S+|gpu)$"  # checked by quantgate.cases.requirement_met
 Requirement = Annotated[str, Field(pattern=REQUIREMENT)]
 
 
@@ -160,16 +162,21 @@ class Task(_Strict):
     @model_validator(mode="after")
     def _runner_has_its_task(self) -> Task:
         if self.runner == "lmeval" and not self.lmeval_task:
-            raise ValueError("runner 'lmeval' needs 'lmeval_task' (ours in quantgate/tasks/ or "
-                             "one lm-eval ships, e.g. mmlu_pro)")
+            raise ValueError(
+                "runner 'lmeval' needs 'lmeval_task' (ours in quantgate/tasks/ or "
+                "one lm-eval ships, e.g. mmlu_pro)"
+            )
         if self.runner == "lmeval" and not self.metric:
             raise ValueError("runner 'lmeval' needs 'metric' (e.g. 'integer_match,none')")
         if self.runner == "livebench" and not self.release:
             raise ValueError("runner 'livebench' needs 'release' (e.g. 2024-11-25)")
-        if self.runner == "livecodebench" and not (self.code and (self.code.path or
-                                                                   self.code.version)):
-            raise ValueError("runner 'livecodebench' needs 'code.version' (e.g. release_v5, with "
-                             "code.start_date/end_date) or 'code.path' (local JSONL)")
+        if self.runner == "livecodebench" and not (
+            self.code and (self.code.path or self.code.version)
+        ):
+            raise ValueError(
+                "runner 'livecodebench' needs 'code.version' (e.g. release_v5, with "
+                "code.start_date/end_date) or 'code.path' (local JSONL)"
+            )
         return self
 
     @field_validator("release", mode="before")
@@ -181,8 +188,10 @@ class Task(_Strict):
     @classmethod
     def _metric_has_filter(cls, metric: str | None) -> str | None:
         if metric is not None and metric.count(",") != 1:
-            raise ValueError("lm-eval's '<metric>,<filter>' key, e.g. "
-                             "'integer_match,none' or 'exact_match,custom-extract'")
+            raise ValueError(
+                "lm-eval's '<metric>,<filter>' key, e.g. "
+                "'integer_match,none' or 'exact_match,custom-extract'"
+            )
         return metric
 
 
@@ -193,7 +202,7 @@ class Throughput(_Strict):
     requests: int = Field(32, ge=1)
     max_tokens: int = Field(128, ge=1)
     concurrency: int | None = Field(None, ge=1)
-    prompts: list[str] = []  # default: quantgate.throughput's fixed prompt set
+    prompts: list[str] = []  # default: quantgate.serving.throughput's fixed prompt set
 
 
 class Suite(_Strict):
@@ -221,9 +230,34 @@ class Suite(_Strict):
     @model_validator(mode="after")
     def _reference_is_a_precision(self) -> Suite:
         if self.reference not in self.precisions:
-            raise ValueError(f"reference {self.reference!r} is not one of the precisions "
-                             f"{sorted(self.precisions)}")
+            raise ValueError(
+                f"reference {self.reference!r} is not one of the precisions "
+                f"{sorted(self.precisions)}"
+            )
         return self
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """A path written in the suite: ``~`` expanded, relative to the suite file's folder (to
+        the working directory for a suite made in code, without a file)."""
+        expanded = Path(path).expanduser()
+        if expanded.is_absolute():
+            return expanded
+        base = self.path.parent if self.path else Path.cwd()
+        return (base / expanded).resolve()
+
+    def gen_kwargs(self, task: str, seed: int | None, **defaults: Any) -> dict[str, Any]:
+        """The generation settings of a task in lm-eval's vocabulary (``max_gen_toks``,
+        ``until``): the suite's, then ``defaults`` (e.g. a question's temperature), then the
+        task's own ``gen_kwargs``; ``seed`` when not None."""
+        gen = self.generation
+        kwargs: dict[str, Any] = {"temperature": gen.temperature, "max_gen_toks": gen.max_gen_toks}
+        if gen.chat_template_kwargs:
+            kwargs["chat_template_kwargs"] = dict(gen.chat_template_kwargs)
+        kwargs.update(defaults)
+        kwargs.update(self.tasks[task].gen_kwargs)
+        if seed is not None:
+            kwargs["seed"] = seed
+        return kwargs
 
     def task_config_hash(self, task: str) -> str:
         """Hash of what determines a task's scores apart from the checkpoint."""
@@ -235,96 +269,17 @@ class Suite(_Strict):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# --- loading -----------------------------------------------------------------------------------
+def request_params(gen_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Generation settings (lm-eval's vocabulary, :meth:`Suite.gen_kwargs`) as OpenAI
+    chat-completion parameters, as lm-eval's ``local-chat-completions`` sends them:
+    ``max_gen_toks`` -> ``max_tokens``, ``until`` -> ``stop``, ``do_sample`` dropped.
 
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML silently keeps the last of duplicate keys; a suite must not."""
-
-
-def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise SuiteError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r} "
-                             f"(first on line {seen[key]}); remove one of them")
-        seen[key] = key_node.start_mark.line + 1
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                                 _mapping_without_duplicates)
-
-
-def load_suite(path: str | Path, profile: str | None = None) -> Suite:
-    """Read and validate one suite file; its name is the file's stem. ``profile`` applies one of
-    the suite's ``profiles`` (e.g. ``tp2``: the same suite on two GPUs) over its keys."""
-    path = Path(path)
-    try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - safe subclass
-    except (OSError, yaml.YAMLError, SuiteError) as exc:
-        raise SuiteError(f"{path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise SuiteError(f"{path}: found {type(data).__name__}; expected a mapping of suite keys")
-    if "name" in data:
-        raise SuiteError(f"{path}: name: the suite's name is its file name ({path.stem!r}); "
-                         "remove the key")
-    if profile is not None:
-        profiles = data.get("profiles") or {}
-        if profile not in profiles:
-            raise SuiteError(f"{path}: profiles.{profile}: no such profile; available: "
-                             f"{', '.join(profiles) or 'none'}")
-        data = _merged(data, profiles[profile])
-    try:
-        return Suite(**data, name=path.stem, path=path.resolve())
-    except ValidationError as exc:
-        raise SuiteError(_describe(path, exc)) from None
-
-
-def _merged(base: dict, override: dict) -> dict:
-    """``base`` with ``override`` merged in, mappings recursively."""
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = (_merged(out[key], value) if isinstance(value, dict)
-                    and isinstance(out.get(key), dict) else value)
-    return out
-
-
-def discover_suites(directory: str | Path, profile: str | None = None) -> dict[str, Suite]:
-    """All ``*.yaml`` suites of a directory, by name (``profile`` where a suite defines it)."""
-    suites = {}
-    for path in sorted(Path(directory).glob("*.yaml")):
-        suite = load_suite(path)
-        suites[path.stem] = load_suite(path, profile) if profile in suite.profiles else suite
-    return suites
-
-
-def _describe(path: Path, exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        found = err.get("input")
-        shown = "nothing" if err["type"] == "missing" else f"{found!r} ({type(found).__name__})"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"  {where}: unknown key; check its spelling or remove it")
-            continue
-        expected = _EXPECTED.get(err["type"], err["msg"].removeprefix("Value error, ")
-                                 .removeprefix("Input should be "))
-        lines.append(f"  {where}: found {shown}; expected {expected}")
-    count = len(lines)
-    return f"{path}: {count} problem{'s' * (count != 1)}\n" + "\n".join(lines)
-
-
-_EXPECTED = {
-    "missing": "this key to be set",
-    "float_parsing": "a number",
-    "float_type": "a number",
-    "int_parsing": "an integer",
-    "int_type": "an integer",
-    "bool_parsing": "true or false",
-    "bool_type": "true or false",
-    "string_type": "a string",
-    "dict_type": "a mapping",
-    "list_type": "a list",
-}
+        >>> request_params({"temperature": 0.0, "max_gen_toks": 64, "until": ["\\n"], "seed": 1})
+        {'temperature': 0.0, 'max_tokens': 64, 'stop': ['\\n'], 'seed': 1}
+    """
+    names = {"max_gen_toks": "max_tokens", "until": "stop"}
+    return {
+        names.get(key, key): value
+        for key, value in gen_kwargs.items()
+        if key != "do_sample" and not (key == "until" and not value)
+    }

@@ -120,20 +120,33 @@ def compare(
         raise GateError(f"gate method {method!r} needs a margin in [0, 1), got {margin!r}")
     if method == "paired":
         ref, cand = _paired(reference, candidate)
-        return _paired_verdict(ref, cand, margin=margin, alpha=alpha, beta=beta,
-                               pseudo=1.0 / repeats)
+        return _paired_verdict(
+            ref, cand, margin=margin, alpha=alpha, beta=beta, pseudo=1.0 / repeats
+        )
     if isinstance(reference, Summary) or isinstance(candidate, Summary):
         ref_s, cand_s, flips = _as_summary(reference), _as_summary(candidate), (None, None)
     else:
         ref, cand = _paired(reference, candidate)
         ref_s, cand_s = Summary.of(dict(enumerate(ref))), Summary.of(dict(enumerate(cand)))
         flips = (int(np.sum(cand < ref)), int(np.sum(cand > ref)))
-    return _unpaired_verdict(ref_s, cand_s, flips, method=method, margin=margin,
-                             threshold=threshold, alpha=alpha, beta=beta)
+    return _unpaired_verdict(
+        ref_s,
+        cand_s,
+        flips,
+        method=method,
+        margin=margin,
+        threshold=threshold,
+        alpha=alpha,
+        beta=beta,
+    )
 
 
 def required_n(
-    margin: float, discordance: float, alpha: float = 0.05, beta: float = 0.2, diff: float = 0.0,
+    margin: float,
+    discordance: float,
+    alpha: float = 0.05,
+    beta: float = 0.2,
+    diff: float = 0.0,
     repeats: int = 1,
 ) -> int:
     """Items needed to show non-inferiority with power ``1 - beta``.
@@ -158,15 +171,21 @@ def required_n(
 # --- paired -----------------------------------------------------------------------------------
 
 
-def _paired_verdict(ref: np.ndarray, cand: np.ndarray, *, margin: float, alpha: float,
-                    beta: float, pseudo: float = 1.0) -> Verdict:
+def _paired_verdict(
+    ref: np.ndarray,
+    cand: np.ndarray,
+    *,
+    margin: float,
+    alpha: float,
+    beta: float,
+    pseudo: float = 1.0,
+) -> Verdict:
     n = len(ref)
     d = cand - ref
     # Bonett-Price adjusted Wald: one pseudo-item at -pseudo and one at +pseudo.
     n_adj = n + 2
     mean_adj = float(d.sum()) / n_adj
-    var_adj = max((float(np.sum(d * d)) + 2.0 * pseudo * pseudo) / n_adj
-                  - mean_adj * mean_adj, 0.0)
+    var_adj = max((float(np.sum(d * d)) + 2.0 * pseudo * pseudo) / n_adj - mean_adj * mean_adj, 0.0)
     se = math.sqrt(var_adj / n_adj)
     q = float(stats.t.ppf(1 - alpha, n_adj - 1))
     ci_low, ci_high = max(mean_adj - q * se, -1.0), min(mean_adj + q * se, 1.0)
@@ -176,13 +195,27 @@ def _paired_verdict(ref: np.ndarray, cand: np.ndarray, *, margin: float, alpha: 
     need = None
     if outcome == "inconclusive":
         need = _settling_n(diff, float(np.mean(d * d)), margin, alpha, beta)
-    return _verdict(outcome, "paired", n, float(ref.mean()), float(cand.mean()), diff, ci_low,
-                    ci_high, margin, None, alpha, (int(np.sum(d < 0)), int(np.sum(d > 0))), mde,
-                    need)
+    return _verdict(
+        outcome,
+        "paired",
+        n,
+        float(ref.mean()),
+        float(cand.mean()),
+        diff,
+        ci_low,
+        ci_high,
+        margin,
+        None,
+        alpha,
+        (int(np.sum(d < 0)), int(np.sum(d > 0))),
+        mde,
+        need,
+    )
 
 
-def _settling_n(diff: float, discordance: float, margin: float, alpha: float,
-                beta: float) -> int | None:
+def _settling_n(
+    diff: float, discordance: float, margin: float, alpha: float, beta: float
+) -> int | None:
     """The n at which the observed difference would pass, or fail, with power 1 - beta."""
     if diff > -margin:
         return required_n(margin, discordance, alpha, beta, diff)
@@ -195,9 +228,17 @@ def _settling_n(diff: float, discordance: float, margin: float, alpha: float,
 # --- unpaired and point rules -----------------------------------------------------------------
 
 
-def _unpaired_verdict(ref: Summary, cand: Summary, flips: tuple[int | None, int | None], *,
-                      method: str, margin: float | None, threshold: float | None, alpha: float,
-                      beta: float) -> Verdict:
+def _unpaired_verdict(
+    ref: Summary,
+    cand: Summary,
+    flips: tuple[int | None, int | None],
+    *,
+    method: str,
+    margin: float | None,
+    threshold: float | None,
+    alpha: float,
+    beta: float,
+) -> Verdict:
     diff = cand.mean - ref.mean
     se = math.hypot(ref.stderr, cand.stderr)
     z = float(stats.norm.ppf(1 - alpha))
@@ -209,8 +250,9 @@ def _unpaired_verdict(ref: Summary, cand: Summary, flips: tuple[int | None, int 
         if outcome == "inconclusive" and se > 0:
             # stderr shrinks as 1/sqrt(n): scale n until the interval clears the margin
             room = margin + diff if diff > -margin else -diff
-            need = int(math.ceil(min(ref.n, cand.n) * ((z + stats.norm.ppf(1 - beta)) * se
-                                                      / room) ** 2))
+            need = int(
+                math.ceil(min(ref.n, cand.n) * ((z + stats.norm.ppf(1 - beta)) * se / room) ** 2)
+            )
     elif method == "abs_drop":
         outcome = "pass" if diff >= -margin else "fail"
     elif method == "recovery":
@@ -218,8 +260,22 @@ def _unpaired_verdict(ref: Summary, cand: Summary, flips: tuple[int | None, int 
     else:  # rtol
         outcome = "pass" if cand.mean >= ref.mean * (1 - threshold) else "fail"
     n = min(ref.n, cand.n)
-    return _verdict(outcome, method, n, ref.mean, cand.mean, diff, ci_low, ci_high, margin,
-                    threshold, alpha, flips, mde, need)
+    return _verdict(
+        outcome,
+        method,
+        n,
+        ref.mean,
+        cand.mean,
+        diff,
+        ci_low,
+        ci_high,
+        margin,
+        threshold,
+        alpha,
+        flips,
+        mde,
+        need,
+    )
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -233,25 +289,54 @@ def _outcome(diff: float, ci_low: float, ci_high: float, margin: float) -> Outco
     return "inconclusive"
 
 
-def _verdict(outcome: Outcome, method: str, n: int, ref_mean: float, cand_mean: float,
-             diff: float, ci_low: float, ci_high: float, margin: float | None,
-             threshold: float | None, alpha: float, flips: tuple[int | None, int | None],
-             mde: float, need: int | None) -> Verdict:
+def _verdict(
+    outcome: Outcome,
+    method: str,
+    n: int,
+    ref_mean: float,
+    cand_mean: float,
+    diff: float,
+    ci_low: float,
+    ci_high: float,
+    margin: float | None,
+    threshold: float | None,
+    alpha: float,
+    flips: tuple[int | None, int | None],
+    mde: float,
+    need: int | None,
+) -> Verdict:
     pp = 100.0
     rule = f"margin {margin * pp:.1f} pp" if margin is not None else f"threshold {threshold}"
-    text = (f"{outcome}: {method}, n={n}, reference {ref_mean * pp:.1f}% -> candidate "
-            f"{cand_mean * pp:.1f}% (diff {diff * pp:+.1f} pp, one-sided {1 - alpha:.0%} interval "
-            f"[{ci_low * pp:+.1f}, {ci_high * pp:+.1f}] pp), {rule}, MDE {mde * pp:.1f} pp")
+    text = (
+        f"{outcome}: {method}, n={n}, reference {ref_mean * pp:.1f}% -> candidate "
+        f"{cand_mean * pp:.1f}% (diff {diff * pp:+.1f} pp, one-sided {1 - alpha:.0%} interval "
+        f"[{ci_low * pp:+.1f}, {ci_high * pp:+.1f}] pp), {rule}, MDE {mde * pp:.1f} pp"
+    )
     if flips[0] is not None:
         text += f", flips down {flips[0]} / up {flips[1]}"
     if outcome == "inconclusive":
-        text += (f"; too few items to tell a drop of {margin * pp:.1f} pp from noise"
-                 + (f": about {need} items would settle it" if need else ""))
-    return Verdict(outcome=outcome, method=method, n=n, reference_mean=ref_mean,
-                   candidate_mean=cand_mean, diff=diff, ci_low=ci_low, ci_high=ci_high,
-                   margin=margin, threshold=threshold, alpha=alpha, flips_down=flips[0],
-                   flips_up=flips[1], mde=mde, recovery=_ratio(cand_mean, ref_mean),
-                   required_n=need, message=text)
+        text += f"; too few items to tell a drop of {margin * pp:.1f} pp from noise" + (
+            f": about {need} items would settle it" if need else ""
+        )
+    return Verdict(
+        outcome=outcome,
+        method=method,
+        n=n,
+        reference_mean=ref_mean,
+        candidate_mean=cand_mean,
+        diff=diff,
+        ci_low=ci_low,
+        ci_high=ci_high,
+        margin=margin,
+        threshold=threshold,
+        alpha=alpha,
+        flips_down=flips[0],
+        flips_up=flips[1],
+        mde=mde,
+        recovery=_ratio(cand_mean, ref_mean),
+        required_n=need,
+        message=text,
+    )
 
 
 def _ratio(candidate: float, reference: float) -> float:
@@ -262,14 +347,21 @@ def _ratio(candidate: float, reference: float) -> float:
 
 def _paired(reference: object, candidate: object) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(reference, Summary) or isinstance(candidate, Summary):
-        raise GateError("the paired gate needs per-item scores on both sides; a baseline that only"
-                        " stores mean/stderr/n can be gated with method='unpaired'")
+        raise GateError(
+            "the paired gate needs per-item scores on both sides; a baseline that only"
+            " stores mean/stderr/n can be gated with method='unpaired'"
+        )
     only_ref = [k for k in reference if k not in candidate]
     only_cand = [k for k in candidate if k not in reference]
     if only_ref or only_cand:
-        raise GateError("reference and candidate must score the same items; "
-                        + "; ".join(f"{len(ks)} only in {side}: {_preview(ks)}" for side, ks in
-                                    (("reference", only_ref), ("candidate", only_cand)) if ks))
+        raise GateError(
+            "reference and candidate must score the same items; "
+            + "; ".join(
+                f"{len(ks)} only in {side}: {_preview(ks)}"
+                for side, ks in (("reference", only_ref), ("candidate", only_cand))
+                if ks
+            )
+        )
     keys = list(reference)
     if not keys:
         raise GateError("no items to compare")
@@ -288,8 +380,10 @@ def _checked_values(scores: ItemScores, side: str) -> np.ndarray:
     values = np.asarray([float(v) for v in scores.values()], dtype=float)
     bad = [k for k, v in zip(scores, values) if not 0.0 <= v <= 1.0]  # also catches NaN
     if bad:
-        raise GateError(f"{side}: scores must lie in [0, 1] (the mean over an item's repeats); "
-                        f"out of range: {_preview([f'{k}={scores[k]!r}' for k in bad])}")
+        raise GateError(
+            f"{side}: scores must lie in [0, 1] (the mean over an item's repeats); "
+            f"out of range: {_preview([f'{k}={scores[k]!r}' for k in bad])}"
+        )
     return values
 
 

@@ -29,7 +29,9 @@ class JsonlError(ValueError):
     ``err.path``, ``err.line``, ``err.reason`` and ``err.hint``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], line: int, reason: str, hint: str = _FIX_HINT) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], line: int, reason: str, hint: str = _FIX_HINT
+    ) -> None:
         self.path = str(path)
         self.line = line
         self.reason = reason
@@ -59,8 +61,12 @@ def _decode_line(path: str | os.PathLike[str], line_number: int, raw: bytes) -> 
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise JsonlError(path, line_number, f"not valid UTF-8 ({exc.reason} at byte {exc.start})",
-                         "re-save the file as UTF-8") from exc
+        raise JsonlError(
+            path,
+            line_number,
+            f"not valid UTF-8 ({exc.reason} at byte {exc.start})",
+            "re-save the file as UTF-8",
+        ) from exc
     return text.removeprefix("\ufeff") if line_number == 1 else text
 
 
@@ -68,9 +74,13 @@ def _parse_object(path: str | os.PathLike[str], line_number: int, text: str) -> 
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise JsonlError(path, line_number, f"malformed JSON: {exc.msg} at column {exc.colno}") from exc
+        raise JsonlError(
+            path, line_number, f"malformed JSON: {exc.msg} at column {exc.colno}"
+        ) from exc
     if not isinstance(obj, dict):
-        raise JsonlError(path, line_number, f"expected a JSON object, found {type(obj).__name__} {_preview(obj)}")
+        raise JsonlError(
+            path, line_number, f"expected a JSON object, found {type(obj).__name__} {_preview(obj)}"
+        )
     return obj
 
 
@@ -85,24 +95,33 @@ def require_field(
     required: bool = True,
     hint: str = _ROW_HINT,
 ) -> Any:
-    """Return ``row[name]`` if ``is_valid`` accepts it, else raise :class:`JsonlError` naming the field.
+    """Return ``row[name]`` if ``is_valid`` accepts it, else raise :class:`JsonlError` naming the
+    field.
 
     With ``required=False`` a missing or null field gives ``None``.
 
-        >>> require_field("j.jsonl", 3, {"score": 0.5}, "score", lambda v: isinstance(v, float), "a number")
+        >>> require_field(
+        ...     "j.jsonl", 3, {"score": 0.5}, "score", lambda v: isinstance(v, float), "a number"
+        ... )
         0.5
         >>> try:
-        ...     require_field("j.jsonl", 3, {"score": "1"}, "score", lambda v: isinstance(v, float), "a number")
+        ...     require_field(
+        ...         "j.jsonl", 3, {"score": "1"}, "score", lambda v: isinstance(v, float), "a number"
+        ...     )
         ... except JsonlError as err:
         ...     print(err)
         j.jsonl:3: field 'score': found "1" (str), expected a number (fix this row, or regenerate the file)
-    """
+    """  # noqa: E501
     value = row.get(name, _MISSING)
     if (value is _MISSING or value is None) and not required:
         return None
     if value is not _MISSING and is_valid(value):
         return value
-    found = "nothing (field missing)" if value is _MISSING else f"{_preview(value)} ({type(value).__name__})"
+    found = (
+        "nothing (field missing)"
+        if value is _MISSING
+        else f"{_preview(value)} ({type(value).__name__})"
+    )
     raise JsonlError(path, line, f"field '{name}': found {found}, expected {expected}", hint)
 
 
@@ -124,7 +143,8 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]])
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and ``os.replace``.
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and
+    ``os.replace``.
 
     Readers see either the old file or the complete new one. The new file gets the usual
     permissions (0o666 minus the umask). The folder must exist.

@@ -2,10 +2,11 @@
 
 Writes two JSON-lines files, one object per line, ``{"id": ..., "question": ..., "answer": ...}``:
 
-* ``arith.jsonl`` -- 150 small integer arithmetic questions (``+``, ``-``, ``*``; some results are negative),
-  e.g. ``{"id": "arith-000", "question": "What is 23 + 48?", "answer": "71"}``.
-* ``words.jsonl`` -- 100 questions with a one-word answer (opposites, plurals, next weekday, next month),
-  e.g. ``{"id": "words-000", "question": "What is the opposite of hot?", "answer": "cold"}``.
+* ``arith.jsonl`` -- 150 small integer arithmetic questions (``+``, ``-``, ``*``; some results are
+  negative), e.g. ``{"id": "arith-000", "question": "What is 23 + 48?", "answer": "71"}``.
+* ``words.jsonl`` -- 100 questions with a one-word answer (opposites, plurals, next weekday, next
+  month), e.g.
+  ``{"id": "words-000", "question": "What is the opposite of hot?", "answer": "cold"}``.
 
 The output is a pure function of the seed, so the committed files can be rebuilt byte for byte::
 
@@ -26,31 +27,91 @@ ARITH_COUNTS = {"+": 55, "-": 55, "*": 40}
 DOC_EXAMPLE = (23, "+", 48)
 
 OPPOSITES = [
-    ("hot", "cold"), ("big", "small"), ("up", "down"), ("fast", "slow"), ("old", "new"),
-    ("happy", "sad"), ("light", "dark"), ("open", "closed"), ("early", "late"), ("full", "empty"),
-    ("hard", "soft"), ("high", "low"), ("left", "right"), ("long", "short"), ("rich", "poor"),
-    ("strong", "weak"), ("wet", "dry"), ("young", "old"), ("true", "false"), ("win", "lose"),
-    ("buy", "sell"), ("push", "pull"), ("north", "south"), ("east", "west"), ("day", "night"),
-    ("inside", "outside"), ("thick", "thin"), ("loud", "quiet"), ("clean", "dirty"), ("first", "last"),
+    ("hot", "cold"),
+    ("big", "small"),
+    ("up", "down"),
+    ("fast", "slow"),
+    ("old", "new"),
+    ("happy", "sad"),
+    ("light", "dark"),
+    ("open", "closed"),
+    ("early", "late"),
+    ("full", "empty"),
+    ("hard", "soft"),
+    ("high", "low"),
+    ("left", "right"),
+    ("long", "short"),
+    ("rich", "poor"),
+    ("strong", "weak"),
+    ("wet", "dry"),
+    ("young", "old"),
+    ("true", "false"),
+    ("win", "lose"),
+    ("buy", "sell"),
+    ("push", "pull"),
+    ("north", "south"),
+    ("east", "west"),
+    ("day", "night"),
+    ("inside", "outside"),
+    ("thick", "thin"),
+    ("loud", "quiet"),
+    ("clean", "dirty"),
+    ("first", "last"),
 ]
 PLURALS = [
-    ("cat", "cats"), ("dog", "dogs"), ("box", "boxes"), ("child", "children"), ("mouse", "mice"),
-    ("foot", "feet"), ("tooth", "teeth"), ("man", "men"), ("woman", "women"), ("city", "cities"),
-    ("baby", "babies"), ("knife", "knives"), ("leaf", "leaves"), ("wolf", "wolves"), ("goose", "geese"),
-    ("person", "people"), ("bus", "buses"), ("glass", "glasses"), ("church", "churches"), ("potato", "potatoes"),
-    ("sheep", "sheep"), ("fish", "fish"), ("ox", "oxen"), ("cactus", "cacti"), ("house", "houses"),
-    ("book", "books"), ("tree", "trees"), ("story", "stories"), ("wife", "wives"), ("life", "lives"),
-    ("hero", "heroes"), ("dish", "dishes"),
+    ("cat", "cats"),
+    ("dog", "dogs"),
+    ("box", "boxes"),
+    ("child", "children"),
+    ("mouse", "mice"),
+    ("foot", "feet"),
+    ("tooth", "teeth"),
+    ("man", "men"),
+    ("woman", "women"),
+    ("city", "cities"),
+    ("baby", "babies"),
+    ("knife", "knives"),
+    ("leaf", "leaves"),
+    ("wolf", "wolves"),
+    ("goose", "geese"),
+    ("person", "people"),
+    ("bus", "buses"),
+    ("glass", "glasses"),
+    ("church", "churches"),
+    ("potato", "potatoes"),
+    ("sheep", "sheep"),
+    ("fish", "fish"),
+    ("ox", "oxen"),
+    ("cactus", "cacti"),
+    ("house", "houses"),
+    ("book", "books"),
+    ("tree", "trees"),
+    ("story", "stories"),
+    ("wife", "wives"),
+    ("life", "lives"),
+    ("hero", "heroes"),
+    ("dish", "dishes"),
 ]
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 MONTHS = [
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ]
 
 
 def make_arith_questions(rng: random.Random) -> list[dict[str, str]]:
-    """Return 150 distinct arithmetic questions with integer answers (many differences are negative).
+    """Return 150 distinct arithmetic questions with integer answers (many differences are
+    negative).
 
     ``What is 23 + 48?`` (the example used in the docs) is always among them.
     """
@@ -72,7 +133,13 @@ def make_arith_questions(rng: random.Random) -> list[dict[str, str]]:
     items = []
     for index, (left, op, right) in enumerate(triples):
         value = left + right if op == "+" else left - right if op == "-" else left * right
-        items.append({"id": f"arith-{index:03d}", "question": f"What is {left} {op} {right}?", "answer": str(value)})
+        items.append(
+            {
+                "id": f"arith-{index:03d}",
+                "question": f"What is {left} {op} {right}?",
+                "answer": str(value),
+            }
+        )
     return items
 
 
@@ -81,7 +148,8 @@ def make_word_questions(rng: random.Random) -> list[dict[str, str]]:
     pairs: list[tuple[str, str]] = []
     for word, opposite in OPPOSITES:
         pairs.append((f"What is the opposite of {word}?", opposite))
-    # Reverse direction for a subset, skipping words whose reverse would be ambiguous ("old" has two opposites).
+    # Reverse direction for a subset, skipping words whose reverse would be ambiguous ("old" has two
+    # opposites).
     for word, opposite in OPPOSITES[:20]:
         if opposite not in {"old"}:
             pairs.append((f"What is the opposite of {opposite}?", word))
@@ -95,7 +163,10 @@ def make_word_questions(rng: random.Random) -> list[dict[str, str]]:
     assert len(questions) == len(set(questions)), "duplicate word question"
     rng.shuffle(pairs)
     pairs = pairs[:100]
-    return [{"id": f"words-{index:03d}", "question": q, "answer": a} for index, (q, a) in enumerate(pairs)]
+    return [
+        {"id": f"words-{index:03d}", "question": q, "answer": a}
+        for index, (q, a) in enumerate(pairs)
+    ]
 
 
 def write_jsonl(path: Path, items: list[dict[str, str]]) -> None:
@@ -105,7 +176,9 @@ def write_jsonl(path: Path, items: list[dict[str, str]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

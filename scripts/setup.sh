@@ -12,5 +12,5 @@ constraints=$(mktemp)
 trap 'rm -f "$constraints"' EXIT
 echo "torch==2.13.0" > "$constraints"
 .venv/bin/python -c 'import torch' 2>/dev/null || "${pip[@]}" torch==2.13.0
-"${pip[@]}" -c "$constraints" -e ".[cpu]" 2>&1 | grep -v "^WARNING: Location" || true
+"${pip[@]}" -c "$constraints" -e ".[cpu,dev]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c 'import quantgate, torch; print("quantgate ready: torch", torch.__version__)'

@@ -1,18 +1,20 @@
 """Run one lm-eval task against an OpenAI-compatible endpoint and return per-item scores.
 
-    >>> tm = task_manager(["tiny_arith"])                                   # doctest: +SKIP
-    >>> run = run_task("arith", suite, "bf16", endpoint, out_dir=..., cache_dir=...,
-    ...                manager=tm)                                          # doctest: +SKIP
-    >>> run.scores["0"], run.mean                                           # doctest: +SKIP
+    >>> result = run("arith", suite, "bf16", endpoint, out_dir=Path("out"),
+    ...              cache_dir=Path("cache"))                              # doctest: +SKIP
+    >>> result.scores["0"], result.mean                                     # doctest: +SKIP
 
 lm-eval runs in-process (``simple_evaluate`` with ``local-chat-completions``, untokenized
-requests). Its sqlite request cache lives under ``cache_dir/<suite>/<precision>/<task>/<hash>``,
-so a re-run re-scores and re-gates without generating again. Repeats are separate passes with
-their own seed and cache (lm-eval's own ``repeats`` share one cache key), averaged per item.
+requests); its TaskManager is built once per tuple of task names (:func:`task_manager`). Its
+sqlite request cache lives under ``cache_dir/<suite>/<precision>/<task>/<hash>``, so a re-run
+re-scores and re-gates without generating again. Repeats are separate passes with their own seed
+and cache (lm-eval's own ``repeats`` share one cache key), averaged per item. Local data files
+are checked before ``endpoint`` is called (a callable starts no server for a broken case).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -20,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from quantgate.config import Suite
-from quantgate.jsonl import write_jsonl
-from quantgate.runners.base import Endpoint, TaskRun
+from quantgate.runners import EndpointSource, live_endpoint
+from quantgate.runs import RunError, TaskRun, finish_run
 from quantgate.scoring.answers import final_answer_text, is_truncated
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
@@ -38,25 +40,14 @@ def our_task_names() -> set[str]:
     return names
 
 
-def task_manager(lmeval_tasks: list[str]):
-    """A TaskManager for these task names: only our YAMLs when they suffice (indexing lm-eval's
-    14k shipped tasks takes ~10 s)."""
+@functools.cache  # lru_cache(maxsize=None): one TaskManager per tuple of names
+def task_manager(lmeval_tasks: tuple[str, ...]):
+    """The TaskManager for these task names, built once per tuple: only our YAMLs when they
+    suffice (indexing lm-eval's 14k shipped tasks takes ~10 s)."""
     from lm_eval.tasks import TaskManager
 
     shipped_needed = not set(lmeval_tasks) <= our_task_names()
     return TaskManager(include_path=str(TASKS_DIR), include_defaults=shipped_needed)
-
-
-def gen_kwargs(suite: Suite, task_name: str, seed: int | None) -> dict[str, Any]:
-    """The generation settings sent with every request of a task."""
-    gen, task = suite.generation, suite.tasks[task_name]
-    kwargs: dict[str, Any] = {"temperature": gen.temperature, "max_gen_toks": gen.max_gen_toks}
-    if gen.chat_template_kwargs:
-        kwargs["chat_template_kwargs"] = dict(gen.chat_template_kwargs)
-    kwargs.update(task.gen_kwargs)
-    if seed is not None:
-        kwargs["seed"] = seed
-    return kwargs
 
 
 def task_spec(suite: Suite, task_name: str) -> str | dict[str, Any]:
@@ -65,34 +56,48 @@ def task_spec(suite: Suite, task_name: str) -> str | dict[str, Any]:
     task = suite.tasks[task_name]
     if not task.data_files:
         return task.lmeval_task
-    base = suite.path.parent if suite.path else Path.cwd()
-    files = {split: str((base / p).resolve()) for split, p in task.data_files.items()}
+    files = {split: str(suite.resolve_path(p)) for split, p in task.data_files.items()}
     missing = [f for f in files.values() if not Path(f).exists()]
     if missing:
         raise FileNotFoundError(f"{suite.path}: tasks.{task_name}.data_files: {missing} not found")
-    override = {"task": task.lmeval_task, "dataset_path": "json", "dataset_name": None,
-                "dataset_kwargs": {"data_files": files}}
+    override = {
+        "task": task.lmeval_task,
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": files},
+    }
     return {"group": f"quantgate_{suite.name}_{task_name}", "task": [override]}
 
 
 def cache_key(suite: Suite, task_name: str, precision: str) -> str:
     """Hash of everything that determines the generations (not the gate)."""
-    payload = {"task_config": suite.task_config_hash(task_name),
-               "precision": suite.precisions[precision].model_dump(mode="json")}
+    payload = {
+        "task_config": suite.task_config_hash(task_name),
+        "precision": suite.precisions[precision].model_dump(mode="json"),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_task(task_name: str, suite: Suite, precision: str, endpoint: Endpoint, *,
-             out_dir: Path, cache_dir: Path, manager=None, limit: int | None = None
-             ) -> TaskRun:
+def run(
+    task_name: str,
+    suite: Suite,
+    precision: str,
+    endpoint: EndpointSource,
+    *,
+    out_dir: Path,
+    cache_dir: Path,
+    limit: int | None = None,
+) -> TaskRun:
     """Evaluate ``suite.tasks[task_name]`` on ``endpoint`` and score each item."""
     import lm_eval
 
     task = suite.tasks[task_name]
+    task_spec(suite, task_name)  # missing data files: before any server starts
+    manager = task_manager((task.lmeval_task,))
+    endpoint = live_endpoint(endpoint)
     limit = limit if limit is not None else task.limit
     cache = cache_dir / suite.name / precision / task_name / cache_key(suite, task_name, precision)
     cache.mkdir(parents=True, exist_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
     per_item: dict[str, list[float]] = {}
     samples: list[dict[str, Any]] = []
     base_seed = suite.generation.seed
@@ -100,38 +105,50 @@ def run_task(task_name: str, suite: Suite, precision: str, endpoint: Endpoint, *
         seed = None if base_seed is None else base_seed + repeat
         result = lm_eval.simple_evaluate(
             model="local-chat-completions",
-            model_args={"model": endpoint.model, "base_url": endpoint.chat_completions_url,
-                        "num_concurrent": task.num_concurrent, "timeout": task.timeout,
-                        "tokenized_requests": False, "max_retries": 3},
+            model_args={
+                "model": endpoint.model,
+                "base_url": endpoint.chat_completions_url,
+                "num_concurrent": task.num_concurrent,
+                "timeout": task.timeout,
+                "tokenized_requests": False,
+                "max_retries": 3,
+            },
             tasks=[task_spec(suite, task_name)],
             apply_chat_template=True,
             system_instruction=suite.generation.system_instruction,
-            gen_kwargs=gen_kwargs(suite, task_name, seed),
+            gen_kwargs=suite.gen_kwargs(task_name, seed),
             limit=limit,
             log_samples=True,
             use_cache=str(cache / f"requests_r{repeat}"),
             bootstrap_iters=0,
-            task_manager=manager or task_manager([task.lmeval_task]),
+            task_manager=manager,
             verbosity="WARNING",
         )
         for subtask, record in _task_samples(result, task.lmeval_task):
             _collect(subtask, record, task.metric, repeat, per_item, samples)
     if not per_item:
-        raise RuntimeError(f"lm-eval returned no samples with metric {task.metric!r} for task "
-                           f"{task.lmeval_task!r}; check the suite's metric key")
-    samples_path = out_dir / "samples.jsonl"
-    write_jsonl(samples_path, samples)
-    scores = {item: sum(v) / len(v) for item, v in per_item.items()}
-    return TaskRun(
-        task=task_name, precision=precision, scores=scores,
-        truncated=sum(s["truncated"] for s in samples), empty=sum(s["empty"] for s in samples),
-        samples_path=samples_path,
-        provenance={"lm_eval_version": _version("lm_eval"), "lmeval_task": task.lmeval_task,
-                    "metric": task.metric, "limit": limit, "repeats": task.repeats,
-                    "gen_kwargs": gen_kwargs(suite, task_name, base_seed),
-                    "system_instruction": suite.generation.system_instruction,
-                    "task_config_hash": suite.task_config_hash(task_name),
-                    **endpoint.provenance()})
+        raise RunError(
+            f"lm-eval returned no samples with metric {task.metric!r} for task "
+            f"{task.lmeval_task!r}; check the suite's metric key"
+        )
+    return finish_run(
+        task_name,
+        precision,
+        per_item,
+        samples,
+        out_dir=out_dir,
+        provenance={
+            "lm_eval_version": _version("lm_eval"),
+            "lmeval_task": task.lmeval_task,
+            "metric": task.metric,
+            "limit": limit,
+            "repeats": task.repeats,
+            "gen_kwargs": suite.gen_kwargs(task_name, base_seed),
+            "system_instruction": suite.generation.system_instruction,
+            "task_config_hash": suite.task_config_hash(task_name),
+            **endpoint.provenance(),
+        },
+    )
 
 
 def _task_samples(result: dict[str, Any], lmeval_task: str) -> list[tuple[str | None, dict]]:
@@ -142,8 +159,14 @@ def _task_samples(result: dict[str, Any], lmeval_task: str) -> list[tuple[str | 
     return [(name, record) for name, records in samples.items() for record in records]
 
 
-def _collect(subtask: str | None, record: dict[str, Any], metric_key: str, repeat: int,
-             per_item: dict[str, list[float]], samples: list[dict[str, Any]]) -> None:
+def _collect(
+    subtask: str | None,
+    record: dict[str, Any],
+    metric_key: str,
+    repeat: int,
+    per_item: dict[str, list[float]],
+    samples: list[dict[str, Any]],
+) -> None:
     metric, filter_name = metric_key.split(",")
     if record.get("filter") != filter_name or metric not in record:
         return
@@ -151,10 +174,18 @@ def _collect(subtask: str | None, record: dict[str, Any], metric_key: str, repea
     score = float(record[metric])
     response = record["resps"][0][0] if record.get("resps") else ""
     per_item.setdefault(item, []).append(score)
-    samples.append({"item": item, "repeat": repeat, "target": record.get("target"),
-                    "response": response, "filtered": record.get("filtered_resps"),
-                    "score": score, "truncated": is_truncated(response),
-                    "empty": not final_answer_text(response).strip()})
+    samples.append(
+        {
+            "item": item,
+            "repeat": repeat,
+            "target": record.get("target"),
+            "response": response,
+            "filtered": record.get("filtered_resps"),
+            "score": score,
+            "truncated": is_truncated(response),
+            "empty": not final_answer_text(response).strip(),
+        }
+    )
 
 
 def _version(dist: str) -> str | None:

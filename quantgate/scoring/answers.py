@@ -5,7 +5,9 @@ prompt, so only ``</think>`` appears in the output). The final answer is what fo
 ``</think>``; a ``<think>`` that never closes means the generation was cut off mid-reasoning and
 must never be credited::
 
-    >>> extract_final_integer("<think>maybe 5? no, 12+5=17</think>\\nThe answer is $\\\\boxed{017}$.")
+    >>> extract_final_integer(
+    ...     "<think>maybe 5? no, 12+5=17</think>\\nThe answer is $\\\\boxed{017}$."
+    ... )
     17
     >>> integer_match("<think>so \\\\boxed{17} but let me check", "17")  # truncated
     0.0
@@ -29,7 +31,8 @@ _ANSWER_PHRASE = re.compile(
 # sentence end is not a decimal part.
 _NUMBER = re.compile(r"(?<![\w.])[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d])")
 _LATEX_NOISE = re.compile(
-    r"\\(?:text|mathrm|mathbf|textbf|mbox)\{([^{}]*)\}|\\[,;!: ]|\{,\}|\\left|\\right|\^\{?\\circ\}?"
+    r"\\(?:text|mathrm|mathbf|textbf|mbox)\{([^{}]*)\}|\\[,;!: ]|\{,\}|"
+    r"\\left|\\right|\^\{?\\circ\}?"
 )
 
 
@@ -38,9 +41,9 @@ def strip_think(text: str) -> str:
     that has no opener (the opener was in the prompt), and an unclosed ``<think>`` to the end."""
     last_close = text.rfind(THINK_CLOSE)
     if last_close != -1 and THINK_OPEN not in text[:last_close]:
-        text = text[last_close + len(THINK_CLOSE):]
+        text = text[last_close + len(THINK_CLOSE) :]
     text = _CLOSED_BLOCK.sub("", text)
-    text = text[text.rfind(THINK_CLOSE) + len(THINK_CLOSE):] if THINK_CLOSE in text else text
+    text = text[text.rfind(THINK_CLOSE) + len(THINK_CLOSE) :] if THINK_CLOSE in text else text
     opened = text.find(THINK_OPEN)
     if opened != -1:
         text = text[:opened]
@@ -59,7 +62,7 @@ def final_answer_text(text: str, *, prefer_final: bool = True) -> str:
     the text with think blocks removed; when that is empty too, the raw text.
     """
     if prefer_final and THINK_CLOSE in text:
-        after = text[text.rfind(THINK_CLOSE) + len(THINK_CLOSE):].strip()
+        after = text[text.rfind(THINK_CLOSE) + len(THINK_CLOSE) :].strip()
         if after and not is_truncated(after):
             return after
     stripped = strip_think(text)
@@ -122,7 +125,7 @@ def last_boxed(text: str) -> str | None:
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
     if start == -1:
         return None
-    rest = text[start + (5 if text.startswith("\\fbox", start) else 6):]
+    rest = text[start + (5 if text.startswith("\\fbox", start) else 6) :]
     if rest.startswith(" ") and not rest.lstrip().startswith("{"):
         return rest.strip().split()[0].rstrip("$.")
     if not rest.startswith("{"):

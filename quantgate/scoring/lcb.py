@@ -1,8 +1,9 @@
-"""LiveCodeBench: problem rows, prompt, code extraction, test semantics and pass@k, as upstream.
+"""LiveCodeBench: problem rows, prompt, code extraction and test semantics, as upstream.
 
 Upstream is ``LiveCodeBench/LiveCodeBench`` 28fef95: ``lcb_runner/benchmarks/code_generation.py``
 (rows), ``prompts/code_generation.py`` (the generic chat prompt), ``utils/extraction_utils.py``
-(the last fenced block), ``evaluation/testing_util.py`` (grading), ``pass_k_utils.py``.
+(the last fenced block), ``evaluation/testing_util.py`` (grading). pass@1 is each problem's
+mean over repeats (c / n, upstream's ``pass_k_utils.py`` at k = 1), computed by the runner.
 
     problem = Problem.from_row(row)       # a dataset row; private tests decoded safely
     messages(problem)                     # system + user, with the starter code when functional
@@ -27,7 +28,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import pickletools
 import zlib
 from dataclasses import dataclass
@@ -37,22 +37,68 @@ from decimal import Decimal, InvalidOperation
 from quantgate.sandbox import IOTest
 from quantgate.scoring.answers import THINK_CLOSE, is_truncated
 
-SYSTEM_MESSAGE = ("You are an expert Python programmer. You will be given a question (problem "
-                  "specification) and will generate a correct Python program that matches the "
-                  "specification and passes all tests.")
-WITH_STARTER = ("You will use the following starter code to write the solution to the problem "
-                "and enclose your code within delimiters.")
-WITHOUT_STARTER = ("Read the inputs from stdin solve the problem and write the answer to stdout "
-                   "(do not directly test on the sample inputs). Enclose your code within "
-                   "delimiters as follows. Ensure that when the python program runs, it reads "
-                   "the inputs, runs the algorithm and writes output to STDOUT.")
-IMPORT_PRELUDE = "".join(f"from {m} import *\n" for m in (
-    "string", "re", "datetime", "collections", "heapq", "bisect", "copy", "math", "random",
-    "statistics", "itertools", "functools", "operator", "io", "sys", "json", "builtins",
-    "typing")) + "".join(f"import {m}\n" for m in (
-        "string", "re", "datetime", "collections", "heapq", "bisect", "copy", "math", "random",
-        "statistics", "itertools", "functools", "operator", "io", "sys", "json")) + \
-    "sys.setrecursionlimit(50000)\n"
+SYSTEM_MESSAGE = (
+    "You are an expert Python programmer. You will be given a question (problem "
+    "specification) and will generate a correct Python program that matches the "
+    "specification and passes all tests."
+)
+WITH_STARTER = (
+    "You will use the following starter code to write the solution to the problem "
+    "and enclose your code within delimiters."
+)
+WITHOUT_STARTER = (
+    "Read the inputs from stdin solve the problem and write the answer to stdout "
+    "(do not directly test on the sample inputs). Enclose your code within "
+    "delimiters as follows. Ensure that when the python program runs, it reads "
+    "the inputs, runs the algorithm and writes output to STDOUT."
+)
+IMPORT_PRELUDE = (
+    "".join(
+        f"from {m} import *\n"
+        for m in (
+            "string",
+            "re",
+            "datetime",
+            "collections",
+            "heapq",
+            "bisect",
+            "copy",
+            "math",
+            "random",
+            "statistics",
+            "itertools",
+            "functools",
+            "operator",
+            "io",
+            "sys",
+            "json",
+            "builtins",
+            "typing",
+        )
+    )
+    + "".join(
+        f"import {m}\n"
+        for m in (
+            "string",
+            "re",
+            "datetime",
+            "collections",
+            "heapq",
+            "bisect",
+            "copy",
+            "math",
+            "random",
+            "statistics",
+            "itertools",
+            "functools",
+            "operator",
+            "io",
+            "sys",
+            "json",
+        )
+    )
+    + "sys.setrecursionlimit(50000)\n"
+)
 RESULT_MARK = "\n@@quantgate-result@@"
 # The stdin runner: the program as __main__; SystemExit ends it as a normal return (upstream).
 STDIN_RUNNER = """import sys
@@ -63,7 +109,7 @@ except SystemExit:
     pass
 """
 # The functional harness: the solution's prints go to stderr; the return value, as JSON, last.
-HARNESS = '''import contextlib, json, sys
+HARNESS = """import contextlib, json, sys
 source = open("solution.py").read()
 namespace = {"__name__": "tmp_sol"}
 exec(compile(source, "solution.py", "exec"), namespace)
@@ -79,7 +125,7 @@ try:
 except (TypeError, ValueError) as exc:
     text = json.dumps({"quantgate_unserialisable": repr(result)[:300]})
 sys.stdout.write(RESULT_MARK + text)
-'''
+"""
 
 
 class PrivateTestsError(ValueError):
@@ -108,15 +154,21 @@ class Problem:
         metadata = row.get("metadata") or "{}"
         metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
         private = row.get("private_test_cases") or "[]"
-        return cls(question_id=str(row["question_id"]), question_title=row["question_title"],
-                   question_content=row["question_content"], platform=row["platform"],
-                   contest_id=str(row.get("contest_id", "")),
-                   contest_date=datetime.fromisoformat(row["contest_date"]),
-                   starter_code=row.get("starter_code") or "", difficulty=row["difficulty"],
-                   public_tests=tests(row["public_test_cases"]),
-                   private_tests=tuple(decode_private_tests(private)
-                                       if isinstance(private, str) else private),
-                   fn_name=metadata.get("func_name"))
+        return cls(
+            question_id=str(row["question_id"]),
+            question_title=row["question_title"],
+            question_content=row["question_content"],
+            platform=row["platform"],
+            contest_id=str(row.get("contest_id", "")),
+            contest_date=datetime.fromisoformat(row["contest_date"]),
+            starter_code=row.get("starter_code") or "",
+            difficulty=row["difficulty"],
+            public_tests=tests(row["public_test_cases"]),
+            private_tests=tuple(
+                decode_private_tests(private) if isinstance(private, str) else private
+            ),
+            fn_name=metadata.get("func_name"),
+        )
 
     @property
     def tests(self) -> tuple[dict, ...]:
@@ -133,15 +185,17 @@ def decode_private_tests(value: str) -> list[dict]:
     try:
         raw = zlib.decompress(base64.b64decode(value.encode("utf-8"), validate=True))
     except (binascii.Error, zlib.error, ValueError) as exc:
-        raise PrivateTestsError(f"private_test_cases: neither JSON nor base64+zlib ({exc})") \
-            from None
+        raise PrivateTestsError(
+            f"private_test_cases: neither JSON nor base64+zlib ({exc})"
+        ) from None
     try:
         return json.loads(pickled_string(raw))
     except ValueError as exc:
         if isinstance(exc, PrivateTestsError):
             raise
-        raise PrivateTestsError(f"private_test_cases: the decoded string is not JSON ({exc})") \
-            from None
+        raise PrivateTestsError(
+            f"private_test_cases: the decoded string is not JSON ({exc})"
+        ) from None
 
 
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"}
@@ -160,7 +214,8 @@ def pickled_string(data: bytes) -> str:
                 raise PrivateTestsError(
                     f"private_test_cases: the pickle holds a {opcode.name} opcode at byte {pos}; "
                     "only a pickled plain string is accepted (refusing to unpickle untrusted "
-                    "data, which could run code)")
+                    "data, which could run code)"
+                )
             if opcode.name == "STOP":
                 stop = pos
     except PrivateTestsError:
@@ -168,8 +223,9 @@ def pickled_string(data: bytes) -> str:
     except Exception as exc:  # noqa: BLE001 - genops raises ValueError and others on garbage
         raise PrivateTestsError(f"private_test_cases: not a valid pickle ({exc})") from None
     if text is None or stop != len(data) - 1:
-        raise PrivateTestsError("private_test_cases: the pickle does not hold exactly one "
-                                "plain string")
+        raise PrivateTestsError(
+            "private_test_cases: the pickle does not hold exactly one plain string"
+        )
     return text
 
 
@@ -185,8 +241,10 @@ def user_prompt(problem: Problem) -> str:
 
 def messages(problem: Problem) -> list[dict[str, str]]:
     """What upstream sends an OpenAI-style chat model (``LMStyle.OpenAIChat``)."""
-    return [{"role": "system", "content": SYSTEM_MESSAGE},
-            {"role": "user", "content": user_prompt(problem)}]
+    return [
+        {"role": "system", "content": SYSTEM_MESSAGE},
+        {"role": "user", "content": user_prompt(problem)},
+    ]
 
 
 def extract_code(reply: str) -> str:
@@ -196,12 +254,12 @@ def extract_code(reply: str) -> str:
     if is_truncated(reply):
         return ""
     if THINK_CLOSE in reply:
-        reply = reply[reply.rfind(THINK_CLOSE) + len(THINK_CLOSE):]
+        reply = reply[reply.rfind(THINK_CLOSE) + len(THINK_CLOSE) :]
     lines = reply.split("\n")
     fences = [i for i, line in enumerate(lines) if "```" in line]
     if len(fences) < 2:
         return ""
-    return "\n".join(lines[fences[-2] + 1:fences[-1]])
+    return "\n".join(lines[fences[-2] + 1 : fences[-1]])
 
 
 def stdout_matches(prediction: str, expected: str) -> bool:
@@ -232,25 +290,21 @@ def functional_matches(stdout: str, expected: str) -> bool:
         return False
 
 
-def grading_plan(problem: Problem, code: str
-                 ) -> tuple[dict[str, str], list[str], list[IOTest]]:
+def grading_plan(problem: Problem, code: str) -> tuple[dict[str, str], list[str], list[IOTest]]:
     """(files, argv, tests) for :meth:`quantgate.sandbox.Sandbox.judge`."""
     if problem.fn_name is None:
         files = {"solution.py": IMPORT_PRELUDE + "\n" + code, "main.py": STDIN_RUNNER}
-        tests = [IOTest(t["input"], t["output"], lambda out, want=t["output"]:
-                      stdout_matches(out, want)) for t in problem.tests]
+        tests = [
+            IOTest(t["input"], t["output"], lambda out, want=t["output"]: stdout_matches(out, want))
+            for t in problem.tests
+        ]
         return files, ["main.py"], tests
     harness = HARNESS.replace("FN_NAME", repr(problem.fn_name)).replace(
-        "RESULT_MARK", repr(RESULT_MARK))
+        "RESULT_MARK", repr(RESULT_MARK)
+    )
     files = {"solution.py": IMPORT_PRELUDE + "\n\n" + code, "harness.py": harness}
-    tests = [IOTest(t["input"], t["output"], lambda out, want=t["output"]:
-                  functional_matches(out, want)) for t in problem.tests]
+    tests = [
+        IOTest(t["input"], t["output"], lambda out, want=t["output"]: functional_matches(out, want))
+        for t in problem.tests
+    ]
     return files, ["harness.py"], tests
-
-
-def pass_at_k(n: int, c: int, k: int = 1) -> float:
-    """Unbiased pass@k of one problem with ``c`` of ``n`` samples correct (upstream's
-    estimator: 1 - C(n-c, k) / C(n, k)); pass@1 is c / n."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))

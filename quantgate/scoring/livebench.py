@@ -23,16 +23,34 @@ from typing import Any
 
 from quantgate.jsonl import read_jsonl, require_field
 
-__all__ = ["GroupScore", "Judgment", "ModelSummary", "RelativeRow", "UnknownModelError", "dedupe_questions",
-           "read_judgments", "read_questions", "relative_table", "summarize"]
+__all__ = [
+    "JUDGMENT_FILE",
+    "QUESTION_FILE",
+    "GroupScore",
+    "Judgment",
+    "ModelSummary",
+    "RelativeRow",
+    "UnknownModelError",
+    "dedupe_questions",
+    "read_judgments",
+    "read_questions",
+    "relative_table",
+    "summarize",
+]
 
+QUESTION_FILE = "question.jsonl"  # live_bench/<category>/<task>/question.jsonl
+JUDGMENT_FILE = (
+    "ground_truth_judgment.jsonl"  # .../<task>/model_judgment/ground_truth_judgment.jsonl
+)
 EVAL_ERROR = "eval_error"
 SKIPPED_SCORE = -1
 _TEXT = "a non-empty string"
 
 
 class UnknownModelError(KeyError):
-    """The requested model (e.g. the reference) has no summary; the message lists the models present."""
+    """The requested model (e.g. the reference) has no summary; the message lists the models
+    present.
+    """
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -40,7 +58,9 @@ class UnknownModelError(KeyError):
 
 @dataclass(frozen=True)
 class Judgment:
-    """One row of ``ground_truth_judgment.jsonl``; ``error`` holds ``error_msg`` (else ``error``)."""
+    """One row of ``ground_truth_judgment.jsonl``; ``error`` holds ``error_msg`` (else
+    ``error``).
+    """
 
     question_id: str
     task: str
@@ -76,7 +96,9 @@ class GroupScore:
 
 @dataclass(frozen=True)
 class ModelSummary:
-    """One model. ``official``: task mean -> category mean -> overall; ``per_question_mean``: over its ``n`` rows."""
+    """One model. ``official``: task mean -> category mean -> overall; ``per_question_mean``:
+    over its ``n`` rows.
+    """
 
     model: str
     official: float | None
@@ -94,7 +116,9 @@ class ModelSummary:
 
 @dataclass(frozen=True)
 class RelativeRow:
-    """A model against the reference: ``*_relative`` is a ratio (reference = 1.0), ``*_gap_pp`` in points."""
+    """A model against the reference: ``*_relative`` is a ratio (reference = 1.0), ``*_gap_pp``
+    in points.
+    """
 
     model: str
     official: float | None
@@ -106,7 +130,9 @@ class RelativeRow:
 
 
 def read_questions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """``read_questions("question.jsonl")``: the rows; ``question_id``, ``task``, ``category`` must be strings."""
+    """``read_questions("question.jsonl")``: the rows; ``question_id``, ``task``, ``category``
+    must be strings.
+    """
     rows = read_jsonl(path)
     for line, row in rows:
         for name in ("question_id", "task", "category"):
@@ -115,20 +141,30 @@ def read_questions(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def read_judgments(path: str | os.PathLike[str]) -> list[Judgment]:
-    """``read_judgments("ground_truth_judgment.jsonl")``: the rows as :class:`Judgment` (file and line kept)."""
+    """``read_judgments("ground_truth_judgment.jsonl")``: the rows as :class:`Judgment` (file
+    and line kept).
+    """
     return [_judgment_from_row(path, line, row) for line, row in read_jsonl(path)]
 
 
 def _judgment_from_row(path: str | os.PathLike[str], line: int, row: dict[str, Any]) -> Judgment:
-    texts = {name: require_field(path, line, row, name, _is_text, _TEXT)
-             for name in ("question_id", "task", "model", "category")}
-    score = require_field(path, line, row, "score", _is_score, "a number in [0, 1], or -1 for a skipped question")
+    texts = {
+        name: require_field(path, line, row, name, _is_text, _TEXT)
+        for name in ("question_id", "task", "model", "category")
+    }
+    score = require_field(
+        path, line, row, "score", _is_score, "a number in [0, 1], or -1 for a skipped question"
+    )
     error = row.get("error_msg") if row.get("error_msg") is not None else row.get("error")
     return Judgment(
         **texts,
         score=float(score),
-        turn=require_field(path, line, row, "turn", _is_integer, "an integer or null", required=False),
-        eval_status=require_field(path, line, row, "eval_status", _is_string, "a string or null", required=False),
+        turn=require_field(
+            path, line, row, "turn", _is_integer, "an integer or null", required=False
+        ),
+        eval_status=require_field(
+            path, line, row, "eval_status", _is_string, "a string or null", required=False
+        ),
         error=None if error is None else str(error),
         source=str(path),
         line=line,
@@ -153,7 +189,8 @@ def _is_string(value: Any) -> bool:
 
 
 def dedupe_questions(questions: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Unique questions, first occurrence kept, order kept; the same dict objects, never copied or changed.
+    """Unique questions, first occurrence kept, order kept; the same dict objects, never copied
+    or changed.
 
     Replaces upstream's ``list(set([m.question for m in matches]))``, which raises
     ``TypeError: unhashable type: 'dict'``. Key: ``question_id``; without one (or ``None``),
@@ -167,7 +204,11 @@ def dedupe_questions(questions: Iterable[dict[str, Any]]) -> list[dict[str, Any]
     unique = []
     for question in questions:
         question_id = question.get("question_id")
-        key = ("json", _canonical(question)) if question_id is None else ("id", _canonical(question_id))
+        key = (
+            ("json", _canonical(question))
+            if question_id is None
+            else ("id", _canonical(question_id))
+        )
         if key not in seen:
             seen.add(key)
             unique.append(question)
@@ -189,14 +230,22 @@ def summarize(
     has no row for are listed as missing. ``eval_error`` rows stay in (score 0, as upstream)
     and are listed in ``eval_errors``.
 
-    Usage: ``summarize(read_judgments(judgment_path), read_questions(question_path))["bf16"].official``
+    Usage:
+    ``summarize(read_judgments(judgment_path), read_questions(question_path))["bf16"].official``
     """
     latest, duplicates = _keep_last(judgments)
     by_id = None
     if questions is not None:
-        by_id = {q["question_id"]: q for q in dedupe_questions(questions) if q.get("question_id") is not None}
+        by_id = {
+            q["question_id"]: q
+            for q in dedupe_questions(questions)
+            if q.get("question_id") is not None
+        }
     by_model = _grouped(latest, "model", sort=False)
-    return {model: _summarize_model(model, rows, duplicates[model], by_id) for model, rows in by_model.items()}
+    return {
+        model: _summarize_model(model, rows, duplicates[model], by_id)
+        for model, rows in by_model.items()
+    }
 
 
 def _keep_last(judgments: Iterable[Judgment]) -> tuple[list[Judgment], Counter[str]]:
@@ -211,7 +260,10 @@ def _keep_last(judgments: Iterable[Judgment]) -> tuple[list[Judgment], Counter[s
 
 
 def _summarize_model(
-    model: str, rows: list[Judgment], n_duplicates: int, by_id: Mapping[str, Mapping[str, Any]] | None
+    model: str,
+    rows: list[Judgment],
+    n_duplicates: int,
+    by_id: Mapping[str, Mapping[str, Any]] | None,
 ) -> ModelSummary:
     unknown: list[str] = []
     relabeled = 0
@@ -223,8 +275,11 @@ def _summarize_model(
     scored = [j for j in rows if not j.is_skipped]
     judged_ids = {j.question_id for j in rows}
     categories = {
-        category: GroupScore(_mean([_mean_score(task_rows) for task_rows in _grouped(cat_rows, "task").values()]),
-                             _mean_score(cat_rows), len(cat_rows))
+        category: GroupScore(
+            _mean([_mean_score(task_rows) for task_rows in _grouped(cat_rows, "task").values()]),
+            _mean_score(cat_rows),
+            len(cat_rows),
+        )
         for category, cat_rows in _grouped(scored, "category").items()
     }
     return ModelSummary(
@@ -233,23 +288,32 @@ def _summarize_model(
         per_question_mean=_mean_score(scored) if scored else None,
         n=len(scored),
         categories=categories,
-        tasks={task: GroupScore(_mean_score(task_rows), _mean_score(task_rows), len(task_rows))
-               for task, task_rows in _grouped(scored, "task").items()},
+        tasks={
+            task: GroupScore(_mean_score(task_rows), _mean_score(task_rows), len(task_rows))
+            for task, task_rows in _grouped(scored, "task").items()
+        },
         n_skipped=len(rows) - len(scored),
         n_duplicates=n_duplicates,
         n_relabeled=relabeled,
         unknown_question_ids=tuple(unknown),
-        missing_question_ids=() if by_id is None else tuple(q for q in by_id if q not in judged_ids),
+        missing_question_ids=()
+        if by_id is None
+        else tuple(q for q in by_id if q not in judged_ids),
         eval_errors=tuple(j for j in rows if j.is_eval_error),
     )
 
 
 def _relabel(judgment: Judgment, question: Mapping[str, Any]) -> Judgment:
-    return replace(judgment, task=question.get("task") or judgment.task,
-                   category=question.get("category") or judgment.category)
+    return replace(
+        judgment,
+        task=question.get("task") or judgment.task,
+        category=question.get("category") or judgment.category,
+    )
 
 
-def _grouped(judgments: Iterable[Judgment], label: str, *, sort: bool = True) -> dict[str, list[Judgment]]:
+def _grouped(
+    judgments: Iterable[Judgment], label: str, *, sort: bool = True
+) -> dict[str, list[Judgment]]:
     groups: dict[str, list[Judgment]] = defaultdict(list)
     for judgment in judgments:
         groups[getattr(judgment, label)].append(judgment)
@@ -264,18 +328,28 @@ def _mean(values: Sequence[float]) -> float:
     return math.fsum(values) / len(values)
 
 
-def relative_table(summaries: Mapping[str, ModelSummary], reference: str = "bf16") -> list[RelativeRow]:
+def relative_table(
+    summaries: Mapping[str, ModelSummary], reference: str = "bf16"
+) -> list[RelativeRow]:
     """Each model against ``reference``: ratio (reference = 1.0) and gap in percentage points.
 
-    Raises :class:`UnknownModelError` (a ``KeyError``) listing the models when ``reference`` is absent.
+    Raises :class:`UnknownModelError` (a ``KeyError``) listing the models when ``reference`` is
+    absent.
     """
     if reference not in summaries:
         present = ", ".join(repr(m) for m in summaries) or "none"
-        raise UnknownModelError(f"reference model {reference!r} not found; models present: {present}")
+        raise UnknownModelError(
+            f"reference model {reference!r} not found; models present: {present}"
+        )
     ref = summaries[reference]
     return [
-        RelativeRow(summary.model, summary.official, *_versus(summary.official, ref.official),
-                    summary.per_question_mean, *_versus(summary.per_question_mean, ref.per_question_mean))
+        RelativeRow(
+            summary.model,
+            summary.official,
+            *_versus(summary.official, ref.official),
+            summary.per_question_mean,
+            *_versus(summary.per_question_mean, ref.per_question_mean),
+        )
         for summary in summaries.values()
     ]
 

@@ -4,7 +4,7 @@ Follows the protocol of ``scicode-bench/SciCode`` 588b406 (``eval/scripts/gencod
 ``eval/scripts/test_generated_code.py``), read, not copied: the prompt templates below are
 quantgate's own wording; the code SciCode provides for steps 13.6, 62.1 and 76.3 is read at run
 time from SciCode's ``eval/data/`` (the directory of ``test_data.h5``); what a step's test script
-imports in the sandbox is quantgate's re-implementation in ``quantgate/tasks/scicode/shim/``.
+imports in the sandbox is quantgate's re-implementation in ``quantgate/scoring/scicode_shim/``.
 
     prompt, prefix = step_prompt(problem, k, previous, with_background=False)
     previous[k] = extract_python_script(reply)
@@ -26,12 +26,14 @@ from pathlib import Path
 
 from quantgate.scoring.answers import THINK_CLOSE, is_truncated
 
-SHIM = Path(__file__).resolve().parent.parent / "tasks" / "scicode" / "shim"
+SHIM = Path(__file__).resolve().parent / "scicode_shim"
 # (problem_id, 0-based step) -> the file in SciCode's eval/data/ holding the step's provided
 # code: neither generated nor tested; later steps see its function
 PROVIDED = {("13", 5): "13.6.txt", ("62", 0): "62.1.txt", ("76", 2): "76.3.txt"}
-PROVIDED_SOURCE = ("SciCode's repository, eval/data/ "
-                   "(https://github.com/scicode-bench/SciCode/tree/main/eval/data)")
+PROVIDED_SOURCE = (
+    "SciCode's repository, eval/data/ "
+    "(https://github.com/scicode-bench/SciCode/tree/main/eval/data)"
+)
 TEST_MARK = "@@quantgate-scicode-test"
 
 # Placeholders: {problem_steps_str} (earlier steps: description, code; separated by ------),
@@ -134,10 +136,13 @@ def extract_python_script(response: str) -> str:
     if is_truncated(response):
         return ""
     if THINK_CLOSE in response:
-        response = response[response.rfind(THINK_CLOSE) + len(THINK_CLOSE):]
+        response = response[response.rfind(THINK_CLOSE) + len(THINK_CLOSE) :]
     if "```" in response:
-        script = response.split("```python")[1].split("```")[0] if "```python" in response \
+        script = (
+            response.split("```python")[1].split("```")[0]
+            if "```python" in response
             else response.split("```")[1].split("```")[0]
+        )
     else:
         script = response
     return re.sub(r"^\s*(import .*|from .*\s+import\s+.*)", "", script, flags=re.MULTILINE)
@@ -145,8 +150,12 @@ def extract_python_script(response: str) -> str:
 
 def provided_files(problems: list[dict]) -> list[str]:
     """The files of SciCode's eval/data/ these problems need (their provided steps)."""
-    return [name for (pid, step), name in sorted(PROVIDED.items())
-            for p in problems if str(p["problem_id"]) == pid and step < len(p["sub_steps"])]
+    return [
+        name
+        for (pid, step), name in sorted(PROVIDED.items())
+        for p in problems
+        if str(p["problem_id"]) == pid and step < len(p["sub_steps"])
+    ]
 
 
 def missing_provided(problems: list[dict], data_dir: Path) -> list[str]:
@@ -154,9 +163,11 @@ def missing_provided(problems: list[dict], data_dir: Path) -> list[str]:
 
 
 def provided_message(missing: list[str], data_dir: Path) -> str:
-    return (f"SciCode provides the code of steps {', '.join(n[:-4] for n in missing)}; "
-            f"{', '.join(missing)} not found in {data_dir}: copy them from {PROVIDED_SOURCE} "
-            "into the directory of test_data.h5")
+    return (
+        f"SciCode provides the code of steps {', '.join(n[:-4] for n in missing)}; "
+        f"{', '.join(missing)} not found in {data_dir}: copy them from {PROVIDED_SOURCE} "
+        "into the directory of test_data.h5"
+    )
 
 
 def provided_code(problem: dict, step: int, data_dir: Path) -> str | None:
@@ -170,12 +181,12 @@ def provided_code(problem: dict, step: int, data_dir: Path) -> str | None:
     if not path.is_file():
         raise ProvidedCodeMissing(provided_message([name], Path(data_dir)))
     header = problem["sub_steps"][step]["function_header"]
-    return get_function_from_code(path.read_text(encoding="utf-8"),
-                                  extract_function_name(header))
+    return get_function_from_code(path.read_text(encoding="utf-8"), extract_function_name(header))
 
 
-def step_prompt(problem: dict, step: int, previous: list[str | None],
-                with_background: bool) -> tuple[str, str]:
+def step_prompt(
+    problem: dict, step: int, previous: list[str | None], with_background: bool
+) -> tuple[str, str]:
     """(prompt, program prefix) for 0-based ``step``: upstream's ``process_problem_steps`` +
     ``generate_prompt_with_steps``; the prefix is the dependencies and earlier steps' code."""
     steps = problem["sub_steps"]
@@ -192,16 +203,20 @@ def step_prompt(problem: dict, step: int, previous: list[str | None],
     next_step = "\n\n".join([description(step), header])
     steps_text = "\n\n".join(str(x) for x in lines[:-1])
     dependencies = problem["required_dependencies"]
-    prompt = template(with_background).format(problem_steps_str=steps_text,
-                                              next_step_str=next_step, dependencies=dependencies)
+    prompt = template(with_background).format(
+        problem_steps_str=steps_text, next_step_str=next_step, dependencies=dependencies
+    )
     return prompt, f"{dependencies}\n" + "\n".join(str(x) for x in earlier) + "\n"
 
 
 def step_test_script(program: str, step_id: str, tests: list[str]) -> str:
     """A step's test file, laid out as upstream's; a marker on stderr before each test says
     which one failed."""
-    out = [program, "\n\nfrom scicode.parse.parse import process_hdf5_to_tuple\n\n",
-           f"targets = process_hdf5_to_tuple({step_id!r}, {len(tests)}, 'targets.h5')\n"]
+    out = [
+        program,
+        "\n\nfrom scicode.parse.parse import process_hdf5_to_tuple\n\n",
+        f"targets = process_hdf5_to_tuple({step_id!r}, {len(tests)}, 'targets.h5')\n",
+    ]
     for i, test in enumerate(tests):
         out.append(f"__import__('sys').stderr.write('{TEST_MARK} {i}\\n')\n")
         out.append(f"target = targets[{i}]\n\n")
@@ -229,11 +244,16 @@ def step_targets(h5_path: Path, step_id: str) -> bytes:
 
 def support_files() -> dict[str, str]:
     """The ``scicode`` package a test script imports (target reader, comparison helpers):
-    quantgate's re-implementation in ``quantgate/tasks/scicode/shim/``."""
-    return {p.relative_to(SHIM).as_posix(): p.read_text(encoding="utf-8")
-            for p in sorted(SHIM.rglob("*.py"))}
+    quantgate's re-implementation in ``quantgate/scoring/scicode_shim/``."""
+    return {
+        p.relative_to(SHIM).as_posix(): p.read_text(encoding="utf-8")
+        for p in sorted(SHIM.rglob("*.py"))
+    }
 
 
 def step_files(program: str, step_id: str, tests: list[str], targets: bytes) -> dict:
-    return {"step.py": step_test_script(program, step_id, tests), "targets.h5": targets,
-            **support_files()}
+    return {
+        "step.py": step_test_script(program, step_id, tests),
+        "targets.h5": targets,
+        **support_files(),
+    }

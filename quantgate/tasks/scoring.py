@@ -70,7 +70,7 @@ def stated_answer(text: str) -> str:
     final = answers.final_answer_text(text)
     labels = list(_ANSWER_LABEL.finditer(final))
     if labels:
-        rest = final[labels[-1].end():]
+        rest = final[labels[-1].end() :]
         lines = [line.strip() for line in rest.splitlines() if line.strip()]
         if lines:
             return lines[0]
@@ -106,8 +106,9 @@ def hle_match(references: list[str], predictions: list[str]) -> float:
         return 0.0
     stated = stated_answer(response)
     if re.fullmatch(r"[A-Z]", target):
-        letter = _LEADING_LETTER.match(_LATEX_WRAPPER.sub(r"\1", answers.last_boxed(stated)
-                                                           or stated))
+        letter = _LEADING_LETTER.match(
+            _LATEX_WRAPPER.sub(r"\1", answers.last_boxed(stated) or stated)
+        )
         return float(bool(letter) and letter.group(1) == target)
     if stated and normalise_answer(stated) == normalise_answer(target):
         return 1.0
@@ -117,6 +118,7 @@ def hle_match(references: list[str], predictions: list[str]) -> float:
 
 
 # --- LiveBench-format questions of the tiny suite (tests/fixtures/livebench/tiny) ---------------
+
 
 def livebench_tiny_score(question: dict, answer: str) -> float:
     """A scorer for quantgate's LiveBench runner (``scorer:`` in a suite) where LiveBench's own

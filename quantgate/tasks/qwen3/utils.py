@@ -33,12 +33,21 @@ def gpqa_docs(dataset):
     letter (index 0 of the unshuffled list is the correct answer)."""
 
     def one(doc: dict) -> dict:
-        answers = [_clean(doc["Correct Answer"]), _clean(doc["Incorrect Answer 1"]),
-                   _clean(doc["Incorrect Answer 2"]), _clean(doc["Incorrect Answer 3"])]
+        answers = [
+            _clean(doc["Correct Answer"]),
+            _clean(doc["Incorrect Answer 1"]),
+            _clean(doc["Incorrect Answer 2"]),
+            _clean(doc["Incorrect Answer 3"]),
+        ]
         order = gpqa_choice_order(doc["Question"])
         choices = [answers[i] for i in order]
-        return {"choice1": choices[0], "choice2": choices[1], "choice3": choices[2],
-                "choice4": choices[3], "answer": LETTERS[order.index(0)]}
+        return {
+            "choice1": choices[0],
+            "choice2": choices[1],
+            "choice3": choices[2],
+            "choice4": choices[3],
+            "answer": LETTERS[order.index(0)],
+        }
 
     return dataset.map(one)
 
@@ -53,6 +62,8 @@ def hle_docs(dataset):
     Pillow) and none travels in lm-eval's per-sample records."""
     kept = dataset.filter(
         lambda image, answer_type: not (image or "").strip() and answer_type in HLE_ANSWER_TYPES,
-        input_columns=["image", "answer_type"])
-    return kept.remove_columns([c for c in ("image_preview", "rationale_image")
-                                if c in kept.column_names])
+        input_columns=["image", "answer_type"],
+    )
+    return kept.remove_columns(
+        [c for c in ("image_preview", "rationale_image") if c in kept.column_names]
+    )

@@ -1,0 +1,178 @@
+"""The per-case decision: what one case's run means for its baselines and its verdict, as data.
+
+    >>> decision = decide_case(case, run, suite, baselines_root=Path("baselines"))  # doctest: +SKIP
+    >>> decision.failed, decision.problems, decision.warning, decision.store       # doctest: +SKIP
+    (None, [], None, True)
+
+Three checks, in this order:
+
+1. **Own history** (not with ``update``): a precision's stored baseline must not be stale (its
+   identity differs from the suite's) and the run must not drift from it beyond the gate's
+   tolerance. The reference precision must have a baseline (the message gives the command
+   that creates it); a candidate without one is fine, it is gated against the reference.
+2. **Storing**: with ``update``, or when the own baseline exists and nothing is wrong, the new
+   baseline goes to the snapshot assertion (``store``): syrupy writes it with
+   ``--snapshot-update`` and otherwise checks it matches.
+3. **The gate** (candidates only): the run against the reference's stored per-item scores.
+   "fail" sets ``failed`` (the case fails as the gate's verdict, what a planted broken precision
+   must produce); "inconclusive" is a problem, or only a ``warning`` on a ``--limit`` smoke run,
+   which cannot settle the gate.
+
+Rows for the session summary come back in ``rows`` as ``(key, record)`` pairs of plain JSON-safe
+data (:data:`VERDICT_ROW`, :data:`LIVEBENCH_ROW`), ready for ``user_properties``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quantgate.baselines import (
+    Baseline,
+    BaselineError,
+    baseline_path,
+    drift_verdict,
+    gate_against,
+    host_provenance,
+    identity,
+    load_baseline,
+    stale_reasons,
+)
+from quantgate.cases import Case, refresh_command
+from quantgate.config import Suite
+from quantgate.report import (
+    LIVEBENCH_ROW,
+    VERDICT_ROW,
+    livebench_record,
+    livebench_table,
+    verdict_record,
+    verdict_table,
+)
+from quantgate.runs import TaskRun
+
+
+@dataclass
+class CaseDecision:
+    baseline: Baseline  # this run as a baseline of its own precision
+    store: bool = False  # hand ``baseline`` to the snapshot assertion
+    rows: list[tuple[str, dict]] = field(default_factory=list)  # (row key, record)
+    failed: str | None = None  # the gate's verdict is "fail": the message with its table
+    problems: list[str] = field(default_factory=list)  # the case fails with these
+    warning: str | None = None  # the case passes with this warning
+
+    @property
+    def outcome(self) -> str:
+        """``failed`` | ``problems`` | ``warning`` | ``ok`` (what the plugin will do)."""
+        if self.failed:
+            return "failed"
+        return "problems" if self.problems else "warning" if self.warning else "ok"
+
+
+def decide_case(
+    case: Case,
+    run: TaskRun,
+    suite: Suite,
+    *,
+    baselines_root: Path,
+    update: bool = False,
+    limit: int | None = None,
+) -> CaseDecision:
+    """Decide one case from its run and the baseline files under ``baselines_root``."""
+    task = suite.tasks[case.task]
+    mine = identity(suite, case.task, case.precision)
+    new = Baseline.from_run(
+        run, {**mine, **host_provenance()}, gate=task.gate.model_dump(mode="json")
+    )
+    decision = CaseDecision(baseline=new)
+    own_path = baseline_path(baselines_root, case.suite, case.task, case.precision)
+    own = load_baseline(own_path)
+    is_reference = case.precision == suite.reference
+    refresh = refresh_command(case.suite, case.precision)
+
+    if own is not None and not update:
+        reasons = stale_reasons(own, mine)
+        if reasons:
+            decision.problems.append(
+                f"the baseline at {own_path} is stale "
+                f"({'; '.join(reasons)}); refresh it with:\n    {refresh}"
+            )
+        else:
+            drift = drift_verdict(own, new)
+            if drift is not None and is_reference:
+                decision.rows.append((VERDICT_ROW, verdict_record(case.id, "own history", drift)))
+            if drift is None or drift.outcome == "fail":
+                decision.problems.append(
+                    f"{case.id} drifted from its own baseline {own_path}: "
+                    + (drift.message if drift else "other items")
+                )
+    elif own is None and is_reference and not update:
+        decision.problems.append(f"no baseline at {own_path}; create it with:\n    {refresh}")
+    decision.store = update or (own is not None and not decision.problems)
+
+    if not is_reference:
+        _gate(decision, case, run, suite, baselines_root, limit)
+    elif own is None or update:
+        decision.rows.append(
+            (VERDICT_ROW, verdict_record(case.id, "written" if update else "none", None, run=run))
+        )
+    if is_reference:
+        _livebench(decision, case, run)
+    return decision
+
+
+def _gate(
+    decision: CaseDecision, case: Case, run: TaskRun, suite: Suite, root: Path, limit: int | None
+) -> None:
+    """The candidate against the reference's stored items."""
+    reference = suite.reference
+    ref_path = baseline_path(root, case.suite, case.task, reference)
+    livebench = _livebench(decision, case, run, reference, ref_path)
+    try:
+        verdict = gate_against(
+            load_baseline(ref_path),
+            run,
+            suite.tasks[case.task].gate,
+            identity=identity(suite, case.task, reference),
+            where=str(ref_path),
+            refresh=refresh_command(case.suite, reference),
+            subset_ok=limit is not None,
+        )
+    except BaselineError as exc:
+        decision.problems.append(str(exc))
+        return
+    decision.rows.append((VERDICT_ROW, verdict_record(case.id, reference, verdict)))
+    if verdict.outcome == "pass":
+        return
+    text = f"{verdict.message}\n{verdict_table([(case.id, reference, verdict)])}"
+    text += f"\n\n{livebench}" if livebench else ""
+    if verdict.outcome == "fail":
+        decision.failed = text
+    elif limit is None:
+        decision.problems.append(text)
+    else:  # a --limit smoke run checks the chain, it cannot settle the gate
+        decision.warning = f"{case.id} (--limit {limit}): {text}"
+
+
+def _livebench(
+    decision: CaseDecision,
+    case: Case,
+    run: TaskRun,
+    reference: str | None = None,
+    ref_path: Path | None = None,
+) -> str | None:
+    """LiveBench cases: official and per-question numbers (and the reference's, from its
+    baseline) for the summary; returns the table for a failure message."""
+    stats = run.provenance.get("livebench")
+    if not stats:
+        return None
+    ref_stats: dict[str, Any] | None = None
+    if ref_path is not None:
+        try:
+            stored = load_baseline(ref_path)
+        except BaselineError:
+            stored = None
+        ref_stats = stored.provenance.get("livebench") if stored else None
+    record = livebench_record(case.id, stats, reference, ref_stats)
+    decision.rows.append((LIVEBENCH_ROW, record))
+    return livebench_table([record])

@@ -1,0 +1,143 @@
+"""What the code runners share: the chat client, request parameters, the sandbox, the common
+preflight and :func:`run_code_task`, which is handed the runner's own ``evaluate``.
+
+    def run(task_name, suite, precision, endpoint, *, out_dir, cache_dir, limit=None):
+        preflight(suite, task_name)                      # the runner's checks: before any server
+        return run_code_task(task_name, suite, precision, endpoint, out_dir=out_dir,
+                             cache_dir=cache_dir, limit=limit, evaluate=evaluate)
+
+``evaluate(task_name, suite, client, box, limit) -> (per_item, samples, provenance)`` generates
+through ``client`` and runs every program in ``box`` (:mod:`.livecodebench`, :mod:`.scicode`);
+this module imports neither runner.
+
+Generations go through the shared :class:`~quantgate.serving.client.ChatClient`; its sqlite cache
+lives under ``cache_dir/<suite>/<precision>/<task>/`` and is keyed by the precision's checkpoint
+and served model, so a re-run re-scores without generating and nothing is shared across
+precisions. Execution results are never cached: every run executes every program again.
+
+Items: one per problem (LiveCodeBench; SciCode by default), its score the fraction of repeats
+that pass every test (the unbiased pass@1 estimate c/n).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from quantgate import config
+from quantgate.config import CodeTask, Suite
+from quantgate.runners import EndpointSource, live_endpoint
+from quantgate.runs import Endpoint, NotRunnable, RunError, TaskRun, finish_run
+from quantgate.sandbox import Limits, Sandbox
+from quantgate.serving.client import ChatClient
+
+# (task_name, suite, client, box, limit) -> (per item: one score per repeat, samples, provenance)
+Evaluate = Callable[
+    [str, Suite, ChatClient, Sandbox, int | None],
+    tuple[dict[str, list[float]], list[dict], dict[str, Any]],
+]
+
+
+class MissingData(NotRunnable):
+    """A file the task needs is not there; the message says where to get it (cases skip)."""
+
+
+def code_settings(suite: Suite, task_name: str) -> CodeTask:
+    return suite.tasks[task_name].code or CodeTask()
+
+
+def preflight(suite: Suite, task_name: str) -> None:
+    """Before any server starts: :class:`~quantgate.sandbox.SandboxUnavailable` when no isolation
+    works here, :class:`MissingData` when the task's ``code.path`` is missing. Runners add their
+    own checks (SciCode's targets)."""
+    code = code_settings(suite, task_name)
+    sandbox_for(code)
+    if code.path and not suite.resolve_path(code.path).exists():
+        raise MissingData(
+            f"{suite.path}: tasks.{task_name}.code.path: {suite.resolve_path(code.path)} not found"
+        )
+
+
+def chat_client(
+    suite: Suite, task_name: str, precision: str, endpoint: Endpoint, cache_dir: Path
+) -> ChatClient:
+    task = suite.tasks[task_name]
+    identity = f"{suite.name}/{precision}/{endpoint.checkpoint}/{endpoint.model}"
+    return ChatClient(
+        endpoint,
+        identity=identity,
+        concurrency=task.num_concurrent,
+        timeout=task.timeout,
+        progress=True,
+        cache_path=cache_dir / suite.name / precision / task_name / "requests.sqlite",
+    )
+
+
+def request_params(suite: Suite, task_name: str, repeat: int) -> dict[str, Any]:
+    """The chat-completion parameters of one repeat (the suite's seed + repeat)."""
+    seed = suite.generation.seed
+    return config.request_params(
+        suite.gen_kwargs(task_name, None if seed is None else seed + repeat)
+    )
+
+
+def sandbox_for(code: CodeTask) -> Sandbox:
+    """The sandbox for a task's programs: the per-test time limit (plus interpreter start-up)."""
+    seconds = code.test_timeout
+    return Sandbox(
+        limits=Limits(
+            wall_seconds=seconds + 3,
+            cpu_seconds=math.ceil(seconds) + 1,
+            memory_mb=code.memory_mb,
+            processes=64,
+            open_files=256,
+            file_size_mb=64,
+            workdir_mb=256,
+        )
+    )
+
+
+def run_code_task(
+    task_name: str,
+    suite: Suite,
+    precision: str,
+    endpoint: EndpointSource,
+    *,
+    out_dir: Path,
+    cache_dir: Path,
+    limit: int | None = None,
+    evaluate: Evaluate,
+) -> TaskRun:
+    """Generate, execute and score ``suite.tasks[task_name]`` with the runner's ``evaluate``;
+    ``endpoint`` (or the callable) is called after the sandbox is set up. The runner's preflight
+    comes first (the runner's ``run`` calls it)."""
+    task = suite.tasks[task_name]
+    box = sandbox_for(code_settings(suite, task_name))
+    limit = limit if limit is not None else task.limit
+    endpoint = live_endpoint(endpoint)
+    client = chat_client(suite, task_name, precision, endpoint, cache_dir)
+    per_item, samples, extra = evaluate(task_name, suite, client, box, limit)
+    if not per_item:
+        raise RunError(
+            f"{suite.path}: tasks.{task_name}: no problems selected; check the "
+            "dataset, version and date window"
+        )
+    return finish_run(
+        task_name,
+        precision,
+        per_item,
+        samples,
+        out_dir=out_dir,
+        provenance={
+            "runner": task.runner,
+            "limit": limit,
+            "repeats": task.repeats,
+            "sandbox": box.isolation,
+            "request_params": request_params(suite, task_name, 0),
+            "task_config_hash": suite.task_config_hash(task_name),
+            **extra,
+            **endpoint.provenance(),
+        },
+    )

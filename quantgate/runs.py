@@ -1,0 +1,101 @@
+"""The contract on the ground floor: an :class:`Endpoint` in, a :class:`TaskRun` out, and the
+two ways a run ends without one.
+
+Runners are functions ``run(task, suite, precision, endpoint, ...) -> TaskRun`` (see
+:mod:`quantgate.runners.registry`); the gate and the baselines never know which runner made a
+TaskRun. Items are the unit of truth: every aggregate is computed from ``scores``.
+
+A runner that cannot run here raises :class:`NotRunnable` (a missing package or data file: the
+case is skipped with the message as its reason); one that ran and broke raises
+:class:`RunError` (the case fails with the message). Nothing else needs translating.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quantgate.jsonl import write_jsonl
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-compatible server: ``Endpoint("http://127.0.0.1:8000/v1", "Qwen/Qwen3-32B")``."""
+
+    base_url: str  # ends with /v1
+    model: str  # the served model name, sent exactly as the server expects it
+    engine: str = "external"  # vllm | transformers | external
+    engine_version: str | None = None
+    checkpoint: str | None = None
+
+    @property
+    def chat_completions_url(self) -> str:
+        return self.base_url.rstrip("/") + "/chat/completions"
+
+    def provenance(self) -> dict[str, str | None]:
+        """What a baseline records about the server (the URL only for external endpoints)."""
+        return {
+            "engine": self.engine,
+            "engine_version": self.engine_version,
+            "endpoint": self.base_url if self.engine == "external" else None,
+        }
+
+
+@dataclass
+class TaskRun:
+    """Per-item scores of one (suite, task, precision) and how they came about."""
+
+    task: str
+    precision: str
+    scores: dict[str, float]  # item id -> score in [0, 1] (mean over repeats)
+    truncated: int = 0  # responses cut off inside a think block (never credited)
+    empty: int = 0  # responses with no answer text at all
+    samples_path: Path | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.scores)
+
+    @property
+    def mean(self) -> float:
+        return math.fsum(self.scores.values()) / len(self.scores) if self.scores else math.nan
+
+
+class NotRunnable(RuntimeError):
+    """The case cannot run on this machine (a package or a data file is missing); the message
+    says what is missing and how to get it. The plugin skips the case with it."""
+
+
+class RunError(RuntimeError):
+    """The case ran and broke (a scorer error, no isolation for model-written code, unusable
+    questions); the message says what and where. The plugin fails the case with it."""
+
+
+def finish_run(
+    task: str,
+    precision: str,
+    per_item: Mapping[str, list[float]],
+    samples: Iterable[Mapping[str, Any]],
+    *,
+    out_dir: Path,
+    provenance: dict[str, Any],
+) -> TaskRun:
+    """Write ``out_dir/samples.jsonl`` and build the TaskRun: each item's score is the mean of
+    its repeats; ``truncated`` / ``empty`` count the samples flagged so."""
+    samples = list(samples)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    samples_path = out_dir / "samples.jsonl"
+    write_jsonl(samples_path, samples)
+    return TaskRun(
+        task=task,
+        precision=precision,
+        scores={item: sum(v) / len(v) for item, v in per_item.items()},
+        truncated=sum(bool(s.get("truncated")) for s in samples),
+        empty=sum(bool(s.get("empty")) for s in samples),
+        samples_path=samples_path,
+        provenance=provenance,
+    )
