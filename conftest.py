@@ -3,9 +3,17 @@
 - ``plugins.options``: the ``quantgate`` option group (--suite, --precision, --server-url, ...)
 - ``plugins.cases``: one case per (suite, task, precision), grouped by precision
 - ``plugins.fixtures``: session state, servers, ``evaluate`` and ``baseline`` fixtures
-- ``plugins.verdicts``: the per-case check and the session's gate summary
-- ``plugins.throughput``: one pytest-benchmark case per (suite, precision) and its speed summary
+- ``plugins.decision``: the per-case check (quantgate.decision) in pytest's words
+- ``plugins.throughput``: one pytest-benchmark case per (suite, precision)
+- ``plugins.summary``: the session's summary sections (gate, LiveBench, throughput)
 """
 
-pytest_plugins = ["plugins.options", "plugins.cases", "plugins.fixtures", "plugins.verdicts",
-                  "plugins.throughput", "pytester"]  # pytester: the plugin tests in tests/plugin
+pytest_plugins = [
+    "plugins.options",
+    "plugins.cases",
+    "plugins.fixtures",
+    "plugins.decision",
+    "plugins.throughput",
+    "plugins.summary",
+    "pytester",  # the plugin tests in tests/plugin
+]

@@ -56,8 +56,9 @@ class BaselineExtension(SingleFileSnapshotExtension):
 
     @classmethod
     def matches_test_location(cls, *, test_location, snapshot_location: str) -> bool:
-        return Path(snapshot_location) == Path(cls.get_location(test_location=test_location,
-                                                                index=0))
+        return Path(snapshot_location) == Path(
+            cls.get_location(test_location=test_location, index=0)
+        )
 
     def discover_snapshots(self, *, test_location, ignore_extensions=None) -> SnapshotCollections:
         """Only this test's own baseline: nothing else can ever be "unused" and deleted."""

@@ -7,35 +7,26 @@ A test asks for the ``accuracy_case`` fixture to be parametrized::
     def test_benchmark(accuracy_case, evaluate, baseline):
         baseline.check(accuracy_case, evaluate(accuracy_case))
 
-Cases are ordered by (suite, precision) — the reference first — so one server serves all of a
-precision's tasks and only one server holds the accelerator at a time. Each (suite, precision)
-is one xdist group (``-n 2 --dist loadgroup`` keeps it on one worker).
+The plan (which cases, in which order, which skip and why) is :mod:`quantgate.cases`; this
+plugin turns it into parameters and marks, keeps each (suite, precision) contiguous, and gives
+pytest-xdist a scheduler that keeps each (suite, precision) on one worker.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from quantgate.cases import Case, PlannedCase
+
 SUITES_KEY = pytest.StashKey[dict]()
+__all__ = ["Case", "GateFailed", "case_of", "selected_suites"]
 
 
-@dataclass(frozen=True)
-class Case:
-    suite: str
-    task: str
-    precision: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.suite}-{self.task}-{self.precision}"
-
-    @property
-    def group(self) -> str:
-        return f"{self.suite}-{self.precision}"
+class GateFailed(AssertionError):
+    """The gate's verdict was "fail" (what a planted broken precision must produce); a planted
+    broken precision is a strict xfail that only this exception satisfies."""
 
 
 def suites_dir(config: pytest.Config) -> Path:
@@ -46,105 +37,61 @@ def suites_dir(config: pytest.Config) -> Path:
 def selected_suites(config: pytest.Config) -> dict:
     """The suites chosen with --suite (all by default), loaded once per session."""
     if SUITES_KEY not in config.stash:
-        from quantgate.config import SuiteError, discover_suites
+        from quantgate.cases import SelectionError, select_suites
+        from quantgate.config import SuiteError
+        from quantgate.suites import discover_suites
 
+        folder = suites_dir(config)
         try:
-            suites = discover_suites(suites_dir(config), config.getoption("--profile"))
-        except SuiteError as exc:
+            suites = discover_suites(folder, config.getoption("--profile"))
+            config.stash[SUITES_KEY] = select_suites(suites, config.getoption("--suite"), folder)
+        except (SuiteError, SelectionError) as exc:
             raise pytest.UsageError(str(exc)) from None
-        wanted = config.getoption("--suite")
-        unknown = sorted(set(wanted) - set(suites))
-        if unknown:
-            raise pytest.UsageError(f"--suite {', '.join(unknown)}: no such suite in "
-                                    f"{suites_dir(config)}; available: {', '.join(suites)}")
-        config.stash[SUITES_KEY] = {k: v for k, v in suites.items() if not wanted or k in wanted}
     return config.stash[SUITES_KEY]
 
 
-def selected_cases(config: pytest.Config) -> list[tuple[Case, list]]:
-    suites = selected_suites(config)
-    wanted = config.getoption("--precision")
-    known = {p for s in suites.values() for p in s.precisions}
-    unknown = sorted(set(wanted) - known)
-    if unknown:
-        raise pytest.UsageError(f"--precision {', '.join(unknown)}: not a precision of the "
-                                f"selected suites; available: {', '.join(sorted(known))}")
-    cases = []
-    for suite in suites.values():
-        precisions = sorted(suite.precisions, key=lambda p: p != suite.reference)
-        for precision in precisions:
-            if wanted and precision not in wanted:
-                continue
-            for task_name, task in suite.tasks.items():
-                case = Case(suite.name, task_name, precision)
-                cases.append((case, _marks(suite, case, task)))
-    return cases
+def planned(config: pytest.Config, throughput: bool = False) -> list[PlannedCase]:
+    """The library's plan for the selected suites and precisions."""
+    from quantgate.cases import SelectionError, plan_cases, plan_throughput_cases
+
+    plan = plan_throughput_cases if throughput else plan_cases
+    try:
+        return plan(selected_suites(config), config.getoption("--precision"))
+    except SelectionError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
-def _marks(suite, case: Case, task) -> list:
-    marks = [pytest.mark.accuracy, pytest.mark.xdist_group(case.group)]
-    if task.skip:
-        marks.append(pytest.mark.skip(reason=task.skip))
-    marks += requirement_marks(suite, case, task)
-    precision = suite.precisions[case.precision]
-    if precision.expect == "fail" and case.precision != suite.reference:
-        marks.append(pytest.mark.xfail(strict=True, raises=GateFailed,
-                                       reason="planted broken precision: the gate must fail it"))
-    return marks
-
-
-def requirement_marks(suite, case: Case, task=None) -> list:
-    """One skip naming every unmet requirement of the case's precision (first) and task."""
-    reasons = []
-    requirements = [(case.precision, suite.precisions[case.precision].requires)]
-    if task is not None:
-        requirements.append((case.task, task.requires))
-    for what, requires in requirements:
-        unmet = [REQUIREMENT_TEXT.get(r, r) for r in requires if not requirement_met(r)]
-        if unmet:
-            reasons.append(f"{what} requires {', '.join(unmet)}")
-    return [pytest.mark.skip(reason="; ".join(reasons))] if reasons else []
-
-
-REQUIREMENT_TEXT = {"gpu": "gpu (a CUDA GPU and vllm: pip install -e '.[gpu]')"}
-
-
-def requirement_met(requirement: str) -> bool:
-    """``env:NAME`` (a variable is set), ``module:NAME`` (importable), ``gpu`` (a CUDA GPU and
-    vllm to serve on it)."""
-    kind, _, name = requirement.partition(":")
-    if kind == "env":
-        return bool(os.environ.get(name))
-    if kind == "module":
-        import importlib.util
-
-        return importlib.util.find_spec(name) is not None
-    if kind == "gpu":
-        from quantgate.engines import resolve_engine
-
-        return resolve_engine("auto") == "vllm"
-    raise ValueError(f"unknown requirement {requirement!r}")  # the suite schema rules it out
-
-
-class GateFailed(AssertionError):
-    """The gate's verdict was "fail" (what a planted broken precision must produce)."""
+def params(plan: list[PlannedCase], *extra_marks) -> list:
+    """``pytest.param`` per planned case: its id, its group, its skip reason, its xfail."""
+    out = []
+    for p in plan:
+        marks = [pytest.mark.accuracy, *extra_marks, pytest.mark.xdist_group(p.case.group)]
+        if p.skip:
+            marks.append(pytest.mark.skip(reason=p.skip))
+        if p.expect_fail:
+            marks.append(
+                pytest.mark.xfail(
+                    strict=True,
+                    raises=GateFailed,
+                    reason="planted broken precision: the gate must fail it",
+                )
+            )
+        out.append(pytest.param(p.case, id=p.case.id, marks=marks))
+    return out
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "accuracy_case" not in metafunc.fixturenames:
-        return
-    params = [pytest.param(case, id=case.id, marks=marks)
-              for case, marks in selected_cases(metafunc.config)]
-    metafunc.parametrize("accuracy_case", params)
+    if "accuracy_case" in metafunc.fixturenames:
+        metafunc.parametrize("accuracy_case", params(planned(metafunc.config)))
 
 
 def case_of(item: pytest.Item) -> Case | None:
     """The case of an accuracy item (``accuracy_case``) or a throughput item
     (``throughput_case``, plugins/throughput.py); ``None`` for any other test."""
-    params = getattr(getattr(item, "callspec", None), "params", {})
+    values = getattr(getattr(item, "callspec", None), "params", {})
     for name in ("accuracy_case", "throughput_case"):
-        if isinstance(params.get(name), Case):  # not an empty parameter set's placeholder
-            return params[name]
+        if isinstance(values.get(name), Case):  # not an empty parameter set's placeholder
+            return values[name]
     return None
 
 
@@ -162,19 +109,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return (first_seen[case.group] if case else index, index)
 
     items[:] = [item for _, item in sorted(enumerate(items), key=key)]
-
-
-def xdist_scope(config: pytest.Config):
-    """``scope(nodeid)``: the (suite, precision) group of an accuracy or throughput case; any
-    other test is its own scope."""
-    groups = {case.id: case.group for case, _ in selected_cases(config)}
-    groups.update({f"{suite}-throughput-{p}": f"{suite}-{p}"
-                   for suite, s in selected_suites(config).items() for p in s.precisions})
-
-    def scope(nodeid: str) -> str:
-        return groups.get(nodeid.rpartition("[")[2].rstrip("]"), nodeid)
-
-    return scope
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -195,3 +129,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             return scope(nodeid)
 
     return CaseGroupScheduling(config, log)
+
+
+def xdist_scope(config: pytest.Config):
+    """``scope(nodeid)``: the (suite, precision) group of an accuracy or throughput case; any
+    other test is its own scope."""
+    from quantgate.cases import case_groups
+
+    groups = case_groups(selected_suites(config), config.getoption("--precision"))
+    return lambda nodeid: groups.get(nodeid.rpartition("[")[2].rstrip("]"), nodeid)

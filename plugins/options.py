@@ -5,24 +5,58 @@ from __future__ import annotations
 
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("quantgate", "quantgate accuracy gate (pytest -m accuracy)")
-    group.addoption("--suite", action="append", default=[], metavar="NAME",
-                    help="suite to run (tests/accuracy/suites/NAME.yaml); repeatable; "
-                         "default: all suites")
-    group.addoption("--precision", action="append", default=[], metavar="NAME",
-                    help="precision to run (e.g. bf16, fp8, nvfp4); repeatable; "
-                         "default: all precisions of each suite")
-    group.addoption("--profile", default=None, metavar="NAME",
-                    help="apply a suite profile (e.g. tp2: the same suite on two GPUs) to every "
-                         "suite that defines it")
-    group.addoption("--server-url", default=None, metavar="URL",
-                    help="gate a running OpenAI-compatible endpoint (http://host:port/v1) "
-                         "instead of starting a server; the served model comes from /v1/models")
-    group.addoption("--limit", type=int, default=None, metavar="N",
-                    help="evaluate only the first N items of every task (smoke runs)")
-    group.addoption("--quantgate-dir", default=".quantgate", metavar="DIR",
-                    help="output and cache folder: server logs, samples, lm-eval request "
-                         "cache, the built tiny model (default: .quantgate)")
-    group.addoption("--baselines-dir", default=None, metavar="DIR",
-                    help="where baselines live (default: <rootdir>/baselines)")
-    group.addoption("--suites-dir", default=None, metavar="DIR",
-                    help="where suite files live (default: <rootdir>/tests/accuracy/suites)")
+    group.addoption(
+        "--suite",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="suite to run (tests/accuracy/suites/NAME.yaml); repeatable; default: all suites",
+    )
+    group.addoption(
+        "--precision",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="precision to run (e.g. bf16, fp8, nvfp4); repeatable; "
+        "default: all precisions of each suite",
+    )
+    group.addoption(
+        "--profile",
+        default=None,
+        metavar="NAME",
+        help="apply a suite profile (e.g. tp2: the same suite on two GPUs) to every "
+        "suite that defines it",
+    )
+    group.addoption(
+        "--server-url",
+        default=None,
+        metavar="URL",
+        help="gate a running OpenAI-compatible endpoint (http://host:port/v1) "
+        "instead of starting a server; the served model comes from /v1/models",
+    )
+    group.addoption(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate only the first N items of every task (smoke runs)",
+    )
+    group.addoption(
+        "--quantgate-dir",
+        default=".quantgate",
+        metavar="DIR",
+        help="output and cache folder: server logs, samples, lm-eval request "
+        "cache, the built tiny model (default: .quantgate)",
+    )
+    group.addoption(
+        "--baselines-dir",
+        default=None,
+        metavar="DIR",
+        help="where baselines live (default: <rootdir>/baselines)",
+    )
+    group.addoption(
+        "--suites-dir",
+        default=None,
+        metavar="DIR",
+        help="where suite files live (default: <rootdir>/tests/accuracy/suites)",
+    )
