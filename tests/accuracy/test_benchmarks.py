@@ -1,12 +1,14 @@
 """The accuracy gate: one case per (suite, task, precision) of tests/accuracy/suites/*.yaml.
 
-    pytest -m accuracy --precision nvfp4                      # gate one precision
-    pytest -m accuracy --precision bf16 --snapshot-update     # refresh the BF16 baselines
+pytest -m accuracy --precision nvfp4                      # gate one precision
+pytest -m accuracy --precision bf16 --snapshot-update     # refresh the BF16 baselines
 """
 
 import pytest
 
-pytestmark = pytest.mark.accuracy
+# slow: each case starts (or reuses) a real server; `-m "not slow"` replaces the default
+# `-m "not accuracy"`, so the quick tier must not pick these up
+pytestmark = [pytest.mark.accuracy, pytest.mark.slow]
 
 
 def test_benchmark(accuracy_case, evaluate, baseline):

@@ -9,7 +9,9 @@ shows every precision's tokens/s and requests/s relative to the suite's referenc
 
 import pytest
 
-pytestmark = [pytest.mark.accuracy, pytest.mark.benchmark]
+# slow: each case starts (or reuses) a real server; `-m "not slow"` replaces the default
+# `-m "not accuracy"`, so the quick tier must not pick these up
+pytestmark = [pytest.mark.accuracy, pytest.mark.benchmark, pytest.mark.slow]
 
 
 def test_throughput(throughput_case, throughput, benchmark):

@@ -139,8 +139,9 @@ def test_unpaired_against_a_stored_summary():
     assert compare(baseline, same, method="unpaired", margin=0.05).outcome == "pass"
     v = compare(baseline, worse, method="unpaired", margin=0.05)
     assert v.outcome == "fail" and v.flips_down is None
-    small = compare(Summary(0.8, 0.04, 100), Summary(0.78, 0.04, 100), method="unpaired",
-                    margin=0.05)
+    small = compare(
+        Summary(0.8, 0.04, 100), Summary(0.78, 0.04, 100), method="unpaired", margin=0.05
+    )
     assert small.outcome == "inconclusive" and small.required_n > 100
 
 
@@ -174,8 +175,10 @@ def test_false_fail_rate_is_at_most_alpha_when_nothing_changed():
     """n = 200, 10 % discordant items split evenly: 'fail' in at most alpha of 2 000 runs."""
     rng = np.random.default_rng(20261121)
     runs = 2000
-    fails = sum(compare(*_paired_runs(rng, 200, 0.05, 0.05), margin=0.0, alpha=ALPHA).outcome
-                == "fail" for _ in range(runs))
+    fails = sum(
+        compare(*_paired_runs(rng, 200, 0.05, 0.05), margin=0.0, alpha=ALPHA).outcome == "fail"
+        for _ in range(runs)
+    )
     slack = 3 * math.sqrt(ALPHA * (1 - ALPHA) / runs)  # Monte Carlo standard errors
     assert fails / runs <= ALPHA + slack
 
@@ -184,8 +187,10 @@ def test_true_drop_of_twice_the_margin_fails_in_90_percent_of_runs():
     rng = np.random.default_rng(7)
     margin, runs = 0.02, 500
     # 7 % flip down, 3 % flip up: a true drop of 4 pp = 2 x margin, 10 % discordance
-    fails = sum(compare(*_paired_runs(rng, 1000, 0.07, 0.03), margin=margin).outcome == "fail"
-                for _ in range(runs))
+    fails = sum(
+        compare(*_paired_runs(rng, 1000, 0.07, 0.03), margin=margin).outcome == "fail"
+        for _ in range(runs)
+    )
     assert fails / runs >= 0.90
 
 
@@ -193,8 +198,10 @@ def test_no_drop_passes_with_enough_items():
     """Power on the pass side: a candidate equal in distribution passes at the planned n."""
     rng = np.random.default_rng(11)
     n = required_n(0.03, 0.10)
-    passes = sum(compare(*_paired_runs(rng, n, 0.05, 0.05), margin=0.03).outcome == "pass"
-                 for _ in range(300))
+    passes = sum(
+        compare(*_paired_runs(rng, n, 0.05, 0.05), margin=0.03).outcome == "pass"
+        for _ in range(300)
+    )
     assert passes / 300 >= 0.75  # planned for 80 % power
 
 
@@ -211,16 +218,19 @@ def _aime_like(rng, n=30, k=16, drop=0.0):
 def test_repeat_averaged_false_fail_rate_is_at_most_alpha():
     rng = np.random.default_rng(30)
     runs = 2000
-    fails = sum(compare(*_aime_like(rng), margin=0.0, repeats=16).outcome == "fail"
-                for _ in range(runs))
+    fails = sum(
+        compare(*_aime_like(rng), margin=0.0, repeats=16).outcome == "fail" for _ in range(runs)
+    )
     assert fails / runs <= ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / runs)
 
 
 def test_repeats_shrink_the_pseudo_items_and_the_mde():
     rng = np.random.default_rng(31)
     ref, cand = _aime_like(rng)
-    one_sample_each, sixteen = compare(ref, cand, margin=0.1), compare(ref, cand, margin=0.1,
-                                                                       repeats=16)
+    one_sample_each, sixteen = (
+        compare(ref, cand, margin=0.1),
+        compare(ref, cand, margin=0.1, repeats=16),
+    )
     assert sixteen.mde < 0.8 * one_sample_each.mde
     assert sixteen.diff == one_sample_each.diff
     identical = compare(ref, dict(ref), margin=0.05, repeats=16)
@@ -229,8 +239,10 @@ def test_repeats_shrink_the_pseudo_items_and_the_mde():
 
 def test_a_true_drop_at_aime_scale_fails_with_enough_samples():
     rng = np.random.default_rng(32)
-    fails = sum(compare(*_aime_like(rng, drop=0.25), margin=0.1, repeats=16).outcome == "fail"
-                for _ in range(200))
+    fails = sum(
+        compare(*_aime_like(rng, drop=0.25), margin=0.1, repeats=16).outcome == "fail"
+        for _ in range(200)
+    )
     assert fails / 200 >= 0.9
 
 

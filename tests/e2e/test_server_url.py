@@ -13,9 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from quantgate.config import load_suite
-from quantgate.engines import resolve_checkpoint
-from quantgate.servers import Server, free_port, transformers_serve_command, transformers_serve_env
+from quantgate.serving.engines import resolve_checkpoint
+from quantgate.serving.servers import (
+    Server,
+    free_port,
+    transformers_serve_command,
+    transformers_serve_env,
+)
+from quantgate.suites import load_suite
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "tests" / "accuracy" / "suites" / "tiny.yaml"
@@ -36,9 +41,14 @@ def deployment(tmp_path_factory):
     model = resolve_checkpoint(load_suite(TINY), "bf16", work / "cache")
     _hub_cache_with(Path(model), "quantgate/tiny-bf16", work / "hub")
     port = free_port()
-    server = Server(transformers_serve_command("quantgate/tiny-bf16", host="127.0.0.1", port=port),
-                    port=port, served_model="quantgate/tiny-bf16", log_path=work / "server.log",
-                    env=transformers_serve_env(work / "hub"), startup_timeout=300)
+    server = Server(
+        transformers_serve_command("quantgate/tiny-bf16", host="127.0.0.1", port=port),
+        port=port,
+        served_model="quantgate/tiny-bf16",
+        log_path=work / "server.log",
+        env=transformers_serve_env(work / "hub"),
+        startup_timeout=300,
+    )
     with server:
         yield server, work
 
@@ -47,11 +57,30 @@ def test_gates_a_running_endpoint_without_starting_a_server(deployment, tmp_path
     server, _ = deployment
     served_before = server.log_path.read_text().count("POST /v1/chat/completions")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "accuracy and not benchmark", "--suite", "tiny",
-         "--precision", "bf16", "-k", "arith or words", f"--server-url={server.base_url}",
-         "--snapshot-update",
-         f"--quantgate-dir={tmp_path / 'qg'}", f"--baselines-dir={tmp_path / 'baselines'}",
-         "-p", "no:cacheprovider"], cwd=REPO, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "accuracy and not benchmark",
+            "--suite",
+            "tiny",
+            "--precision",
+            "bf16",
+            "-k",
+            "arith or words",
+            f"--server-url={server.base_url}",
+            "--snapshot-update",
+            f"--quantgate-dir={tmp_path / 'qg'}",
+            f"--baselines-dir={tmp_path / 'baselines'}",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "2 passed" in result.stdout
     assert not (tmp_path / "qg" / "runs" / "tiny" / "bf16" / "server.log").exists()
@@ -66,9 +95,27 @@ def test_gates_a_running_endpoint_without_starting_a_server(deployment, tmp_path
 def test_an_unreachable_endpoint_fails_with_the_url(tmp_path):
     url = f"http://127.0.0.1:{free_port()}/v1"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "accuracy and not benchmark", "--suite", "tiny",
-         "--precision", "fp8", f"--server-url={url}", "-k", "arith",
-         f"--quantgate-dir={tmp_path / 'qg'}", "-p", "no:cacheprovider"],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "accuracy and not benchmark",
+            "--suite",
+            "tiny",
+            "--precision",
+            "fp8",
+            f"--server-url={url}",
+            "-k",
+            "arith",
+            f"--quantgate-dir={tmp_path / 'qg'}",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     assert f"--server-url {url}: cannot reach {url}/models" in result.stdout

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from quantgate.config import load_suite
+from quantgate.suites import load_suite
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -28,20 +28,38 @@ def workdir(tmp_path_factory):
 
 
 def _pytest_args(workdir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-m", "accuracy", "--suite", "tiny",
-            f"--quantgate-dir={workdir / 'qg'}", f"--baselines-dir={workdir / 'baselines'}",
-            "-p", "no:cacheprovider", *args]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-m",
+        "accuracy",
+        "--suite",
+        "tiny",
+        f"--quantgate-dir={workdir / 'qg'}",
+        f"--baselines-dir={workdir / 'baselines'}",
+        "-p",
+        "no:cacheprovider",
+        *args,
+    ]
 
 
 def _run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(_pytest_args(workdir, *args), cwd=REPO, capture_output=True, text=True,
-                          timeout=1500)
+    return subprocess.run(
+        _pytest_args(workdir, *args), cwd=REPO, capture_output=True, text=True, timeout=1500
+    )
 
 
 def _outcomes(output: str) -> dict[str, int]:
     last = output.strip().splitlines()[-1]
-    return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|xfailed|"
-                                                      r"xpassed|errors?)", last)}
+    return {
+        word: int(n)
+        for n, word in re.findall(
+            r"(\d+) (passed|failed|skipped|xfailed|"
+            r"xpassed|errors?)",
+            last,
+        )
+    }
 
 
 def _requests_served(log: Path) -> int:
@@ -63,8 +81,11 @@ def test_gate_passes_fp8_nvfp4_and_fails_the_broken_int2(workdir):
     assert counts == {"passed": 3 * n + 4, "skipped": n + 1, "xfailed": n}, out[-3000:]
     assert "quantgate gate summary" in out
     gate = out.split("quantgate gate summary")[1].split("quantgate LiveBench summary")[0]
-    rows = {line.split()[0]: line for line in gate.splitlines()
-            if line.startswith("tiny-") and len(line.split()) > 5}
+    rows = {
+        line.split()[0]: line
+        for line in gate.splitlines()
+        if line.startswith("tiny-") and len(line.split()) > 5
+    }
     assert set(rows) == {f"tiny-{t}-{p}" for t in tasks for p in ("bf16", "fp8", "nvfp4", "int2")}
     assert "quantgate LiveBench summary" in out  # official and per-question, relative to bf16
     for task in tasks:
@@ -88,9 +109,13 @@ def test_a_rerun_rescores_from_the_request_cache(workdir):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_session_leaves_no_server_behind(workdir, sig):
-    proc = subprocess.Popen(_pytest_args(workdir, "--precision", "bf16"), cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _pytest_args(workdir, "--precision", "bf16"),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         servers = _wait_for_server(psutil.Process(proc.pid), timeout=600)
         proc.send_signal(sig)
@@ -106,8 +131,9 @@ def _wait_for_server(pytest_proc: psutil.Process, timeout: float) -> list[psutil
     """The server process tree once it answers (its log shows a served request)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        servers = [c for c in pytest_proc.children(recursive=True)
-                   if "serve" in " ".join(c.cmdline())]
+        servers = [
+            c for c in pytest_proc.children(recursive=True) if "serve" in " ".join(c.cmdline())
+        ]
         if servers and any(s.net_connections(kind="tcp") for s in servers):
             return servers + [d for s in servers for d in s.children(recursive=True)]
         time.sleep(0.5)

@@ -11,41 +11,17 @@ from pathlib import Path
 
 import pytest
 
-# pytester's in-process runs drop modules first imported inside them, and numpy cannot be
-# imported twice in one process: load the library (numpy, scipy, pydantic) up front.
-import quantgate.baselines  # noqa: F401
-import quantgate.config  # noqa: F401
-import quantgate.engines  # noqa: F401
-import quantgate.report  # noqa: F401
+from tests.support import DEMO_SUITE, GATE_PLUGINS
 
 REPO = Path(__file__).resolve().parents[2]
 
-SUITE = """
-model: demo-model
-reference: bf16
-precisions:
-  bf16: {checkpoint: org/demo}
-  fp8: {checkpoint: org/demo-fp8}
-  nvfp4: {checkpoint: org/demo-nvfp4}
-generation: {temperature: 0.0, max_gen_toks: 8}
-tasks:
-  alpha:
-    lmeval_task: demo_alpha
-    metric: "acc,none"
-    gate: {method: paired, margin: 0.05}
-  beta:
-    lmeval_task: demo_beta
-    metric: "acc,none"
-    gate: {method: paired, margin: 0.05}
-"""
-
-CONFTEST = """
+CONFTEST = (
+    GATE_PLUGINS
+    + """
 import json, os
 from pathlib import Path
 import pytest
-from quantgate.runners.base import TaskRun
-
-pytest_plugins = ["plugins.options", "plugins.cases", "plugins.fixtures", "plugins.verdicts"]
+from quantgate.runs import TaskRun
 
 @pytest.fixture
 def evaluate():
@@ -56,21 +32,7 @@ def evaluate():
                        provenance={"engine": "demo", "engine_version": "0"})
     return run
 """
-
-TEST = """
-import pytest
-pytestmark = pytest.mark.accuracy
-
-def test_benchmark(accuracy_case, evaluate, baseline):
-    baseline.check(accuracy_case, evaluate(accuracy_case))
-"""
-
-INI = """
-[pytest]
-addopts = -m "not accuracy" -p no:cacheprovider
-markers =
-    accuracy: gate cases
-"""
+)
 
 
 def _items(n_right: int, n: int = 100) -> dict[str, float]:
@@ -78,19 +40,16 @@ def _items(n_right: int, n: int = 100) -> dict[str, float]:
 
 
 @pytest.fixture
-def demo(pytester, monkeypatch):
-    pytester.syspathinsert(REPO)
-    pytester.makeini(INI)
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_demo_gate=TEST)  # not test_benchmarks: tests/accuracy has one
-    suites = pytester.mkdir("suites")
-    (suites / "demo.yaml").write_text(SUITE)
+def demo(gate_project, pytester, monkeypatch):
+    suites = gate_project(CONFTEST)
+    (suites / "demo.yaml").write_text(DEMO_SUITE)
     scores_file = pytester.path / "scores.json"
     monkeypatch.setenv("DEMO_SCORES", str(scores_file))
 
     def set_scores(**per_precision):
-        scores_file.write_text(json.dumps(
-            {p: {"alpha": s, "beta": s} for p, s in per_precision.items()}))
+        scores_file.write_text(
+            json.dumps({p: {"alpha": s, "beta": s} for p, s in per_precision.items()})
+        )
 
     set_scores(bf16=_items(90), fp8=_items(90), nvfp4=_items(90))
     demo.set_scores = set_scores
@@ -99,8 +58,9 @@ def demo(pytester, monkeypatch):
 
     def run(*args, subprocess=False):
         runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest
-        return runner("-m", "accuracy", f"--suites-dir={suites}",
-                      f"--baselines-dir={demo.baselines}", *args)
+        return runner(
+            "-m", "accuracy", f"--suites-dir={suites}", f"--baselines-dir={demo.baselines}", *args
+        )
 
     demo.run = run
     return demo
@@ -110,15 +70,28 @@ def test_options_are_in_help(pytester):
     pytester.syspathinsert(REPO)
     pytester.makeconftest(CONFTEST)
     result = pytester.runpytest("--help")
-    result.stdout.fnmatch_lines(["*quantgate accuracy gate*", "*--suite=NAME*",
-                                 "*--precision=NAME*", "*--server-url=URL*", "*--limit=N*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*quantgate accuracy gate*",
+            "*--suite=NAME*",
+            "*--precision=NAME*",
+            "*--server-url=URL*",
+            "*--limit=N*",
+        ]
+    )
 
 
 def test_cases_are_parametrized_and_grouped_by_precision(demo, pytester):
     result = demo.run("--collect-only", "-q")
     ids = [line.split("[")[1].rstrip("]") for line in result.outlines if "::" in line]
-    assert ids == ["demo-alpha-bf16", "demo-beta-bf16", "demo-alpha-fp8", "demo-beta-fp8",
-                   "demo-alpha-nvfp4", "demo-beta-nvfp4"]
+    assert ids == [
+        "demo-alpha-bf16",
+        "demo-beta-bf16",
+        "demo-alpha-fp8",
+        "demo-beta-fp8",
+        "demo-alpha-nvfp4",
+        "demo-beta-nvfp4",
+    ]
     only = demo.run("--collect-only", "-q", "--precision", "nvfp4")
     assert sum("::" in line for line in only.outlines) == 2
 
@@ -128,14 +101,22 @@ def test_plain_pytest_deselects_accuracy_cases(demo, pytester):
     result.assert_outcomes(deselected=6)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--suite", "nope"], "*--suite nope: no such suite in*available: demo*"),
-    (["--precision", "int4"], "*--precision int4: not a precision of the selected suites; "
-                              "available: bf16, fp8, nvfp4*"),
-    (["--limit", "5", "--snapshot-update"], "*--limit with --snapshot-update would store a "
-                                            "partial baseline*"),
-    (["--server-url", "http://x:1/v1"], "*--server-url gates one deployment*"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--suite", "nope"], "*--suite nope: no such suite in*available: demo*"),
+        (
+            ["--precision", "int4"],
+            "*--precision int4: not a precision of the selected suites; "
+            "available: bf16, fp8, nvfp4*",
+        ),
+        (
+            ["--limit", "5", "--snapshot-update"],
+            "*--limit with --snapshot-update would store a partial baseline*",
+        ),
+        (["--server-url", "http://x:1/v1"], "*--server-url gates one deployment*"),
+    ],
+)
 def test_usage_errors(demo, args, message):
     result = demo.run(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -143,8 +124,10 @@ def test_usage_errors(demo, args, message):
 
 
 def test_bad_suite_file_names_file_key_found_and_expected(demo):
-    (demo.suites / "broken.yaml").write_text(SUITE.replace("margin: 0.05}", "margin: five}", 1)
-                                             .replace("checkpoint: org/demo-fp8", "chekpoint: x"))
+    broken = DEMO_SUITE.replace("margin: 0.05}", "margin: five}", 1)
+    (demo.suites / "broken.yaml").write_text(
+        broken.replace("checkpoint: org/demo-fp8", "chekpoint: x")
+    )
     result = demo.run("--collect-only")
     output = result.stdout.str() + result.stderr.str()
     assert "broken.yaml: 3 problems" in output
@@ -156,28 +139,37 @@ def test_bad_suite_file_names_file_key_found_and_expected(demo):
 def test_missing_reference_baseline_prints_the_command_that_creates_it(demo):
     result = demo.run("--precision", "fp8", "-k", "alpha")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*no baseline at *demo/alpha/bf16.json; create it with:*",
-                                 "*pytest -m accuracy --suite demo --precision bf16 "
-                                 "--snapshot-update*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*no baseline at *demo/alpha/bf16.json; create it with:*",
+            "*pytest -m accuracy --suite demo --precision bf16 --snapshot-update*",
+        ]
+    )
 
 
 def test_snapshot_update_writes_only_what_ran(demo):
     # other baselines already there: another task of the reference, another precision, and
     # another suite's file; none of them must be rewritten or deleted
     assert demo.run("--snapshot-update").ret == 0
-    others = [demo.baselines / "demo" / "beta" / "bf16.json",
-              demo.baselines / "demo" / "alpha" / "fp8.json",
-              demo.baselines / "other" / "gamma" / "bf16.json"]
+    others = [
+        demo.baselines / "demo" / "beta" / "bf16.json",
+        demo.baselines / "demo" / "alpha" / "fp8.json",
+        demo.baselines / "other" / "gamma" / "bf16.json",
+    ]
     others[2].parent.mkdir(parents=True)
     others[2].write_text('{"items": {}}')
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in others}
     demo.set_scores(bf16=_items(80), fp8=_items(90), nvfp4=_items(90))  # bf16 really changed
-    for selection in (["--precision", "bf16", "-k", "alpha"], ["--precision", "bf16"],
-                      ["--suite", "demo", "--precision", "bf16", "--precision", "nvfp4"]):
+    for selection in (
+        ["--precision", "bf16", "-k", "alpha"],
+        ["--precision", "bf16"],
+        ["--suite", "demo", "--precision", "bf16", "--precision", "nvfp4"],
+    ):
         result = demo.run(*selection, "--snapshot-update")
         assert result.ret == 0
-        assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in others[1:]} == \
-            {p: v for p, v in before.items() if p != others[0]}
+        assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in others[1:]} == {
+            p: v for p, v in before.items() if p != others[0]
+        }
         assert others[1].exists() and others[2].exists()
     assert others[0].read_bytes() != before[others[0]][0]  # beta/bf16 ran in the last two
     stored = json.loads((demo.baselines / "demo" / "alpha" / "bf16.json").read_text())
@@ -191,12 +183,14 @@ def test_gate_pass_fail_and_summary_table(demo):
     demo.set_scores(bf16=_items(90), fp8=_items(89), nvfp4=_items(70))
     result = demo.run()
     result.assert_outcomes(passed=4, failed=2)
-    result.stdout.fnmatch_lines([
-        "*fail: paired, n=100, reference 90.0% -> candidate 70.0% (diff -20.0 pp*",
-        "*quantgate gate summary*",
-        "*demo-alpha-fp8*bf16*100*90.0%*89.0%*-1.0 pp*pass*",
-        "*demo-alpha-nvfp4*bf16*100*90.0%*70.0%*-20.0 pp*20/0*fail*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*fail: paired, n=100, reference 90.0% -> candidate 70.0% (diff -20.0 pp*",
+            "*quantgate gate summary*",
+            "*demo-alpha-fp8*bf16*100*90.0%*89.0%*-1.0 pp*pass*",
+            "*demo-alpha-nvfp4*bf16*100*90.0%*70.0%*-20.0 pp*20/0*fail*",
+        ]
+    )
 
 
 def test_inconclusive_fails_and_says_how_many_items_would_settle_it(demo):
@@ -213,9 +207,12 @@ def test_stale_reference_baseline_is_reported_never_used(demo):
     suite.write_text(suite.read_text().replace("checkpoint: org/demo}", "checkpoint: org/demo-v2}"))
     result = demo.run("--precision", "fp8", "-k", "alpha")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(['*is stale (checkpoint: baseline "org/demo", suite "org/demo-v2")*',
-                                 "*pytest -m accuracy --suite demo --precision bf16 "
-                                 "--snapshot-update*"])
+    result.stdout.fnmatch_lines(
+        [
+            '*is stale (checkpoint: baseline "org/demo", suite "org/demo-v2")*',
+            "*pytest -m accuracy --suite demo --precision bf16 --snapshot-update*",
+        ]
+    )
 
 
 def test_reference_drift_against_its_own_history_fails(demo):
@@ -248,19 +245,22 @@ def test_limit_pairs_a_smoke_run_with_the_same_reference_items(demo):
 
 def test_requires_and_skip_give_reasons(demo, monkeypatch):
     suite = demo.suites / "demo.yaml"
-    suite.write_text(suite.read_text()
-                     + "  gated:\n    lmeval_task: hle\n    metric: \"acc,none\"\n"
-                       "    requires: [\"env:QG_TEST_TOKEN\"]\n"
-                     + "  later:\n    lmeval_task: lcb\n    metric: \"pass,none\"\n"
-                       "    skip: \"runner arrives with the code-benchmark issue\"\n")
+    suite.write_text(
+        suite.read_text() + '  gated:\n    lmeval_task: hle\n    metric: "acc,none"\n'
+        '    requires: ["env:QG_TEST_TOKEN"]\n'
+        + '  later:\n    lmeval_task: lcb\n    metric: "pass,none"\n'
+        '    skip: "runner arrives with the code-benchmark issue"\n'
+    )
     monkeypatch.delenv("QG_TEST_TOKEN", raising=False)
     result = demo.run("--precision", "bf16", "-k", "gated or later", "-rs")
     result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(["*gated requires env:QG_TEST_TOKEN*",
-                                 "*runner arrives with the code-benchmark issue*"])
+    result.stdout.fnmatch_lines(
+        ["*gated requires env:QG_TEST_TOKEN*", "*runner arrives with the code-benchmark issue*"]
+    )
     assert os.environ.get("QG_TEST_TOKEN") is None
 
 
+@pytest.mark.slow
 def test_xdist_keeps_each_precision_on_one_worker(demo, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # the workers import plugins/ from the repo
     assert demo.run("--precision", "bf16", "--snapshot-update").ret == 0
@@ -282,4 +282,6 @@ def test_the_xdist_scheduler_groups_by_suite_and_precision(demo, pytester):
     assert scope("test_demo_gate.py::test_benchmark[demo-alpha-fp8]") == "demo-fp8"
     assert scope("test_demo_gate.py::test_benchmark[demo-beta-fp8]") == "demo-fp8"
     assert scope("test_t.py::test_throughput[demo-throughput-nvfp4]") == "demo-nvfp4"
-    assert scope("tests/scoring/test_x.py::test_y[args0]") == "tests/scoring/test_x.py::test_y[args0]"
+    assert (
+        scope("tests/scoring/test_x.py::test_y[args0]") == "tests/scoring/test_x.py::test_y[args0]"
+    )

@@ -12,40 +12,67 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test is a pytest subprocess from the repo root
+
 REPO = Path(__file__).resolve().parents[2]
-TASKS = ["mmlu_pro", "gpqa_diamond", "math500", "aime24", "aime24_think", "hle",
-         "livecodebench", "scicode"]
+TASKS = [
+    "mmlu_pro",
+    "gpqa_diamond",
+    "math500",
+    "aime24",
+    "aime24_think",
+    "hle",
+    "livecodebench",
+    "scicode",
+]
 PRECISIONS = ["bf16", "fp8", "nvfp4"]  # the reference first: one server per precision
 EXPECTED = [f"qwen3-32b-{task}-{precision}" for precision in PRECISIONS for task in TASKS]
 GATED = {"gpqa_diamond", "hle"}  # requires env:HF_TOKEN
 GPU_REASON = "requires gpu (a CUDA GPU and vllm"
 
 
-def pytest_in_repo(tmp_path: Path, *args: str, hf_token: str | None = None
-                   ) -> tuple[subprocess.CompletedProcess, dict[str, str | None]]:
+def pytest_in_repo(
+    tmp_path: Path, *args: str, hf_token: str | None = None
+) -> tuple[subprocess.CompletedProcess, dict[str, str | None]]:
     """Run ``pytest -m accuracy --suite qwen3-32b ARGS`` from the repo root; returns the process
     and, unless collecting only, each benchmark case's skip message (None: not skipped)."""
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "PYTEST_ADDOPTS")}
     if hf_token is not None:
         env["HF_TOKEN"] = hf_token
     report = tmp_path / f"report-{len(list(tmp_path.glob('report-*')))}.xml"
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "accuracy",
-            "--suite", "qwen3-32b", f"--quantgate-dir={tmp_path / 'qg'}",
-            f"--junitxml={report}", "tests/accuracy/test_benchmarks.py", *args]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "accuracy",
+        "--suite",
+        "qwen3-32b",
+        f"--quantgate-dir={tmp_path / 'qg'}",
+        f"--junitxml={report}",
+        "tests/accuracy/test_benchmarks.py",
+        *args,
+    ]
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     skips: dict[str, str | None] = {}
     if report.exists():
         for case in ET.parse(report).getroot().iter("testcase"):
             name = case.get("name", "")
             skipped = case.find("skipped")
-            skips[name[name.find("[") + 1:-1]] = None if skipped is None else \
-                skipped.get("message", "")
+            skips[name[name.find("[") + 1 : -1]] = (
+                None if skipped is None else skipped.get("message", "")
+            )
     return proc, skips
 
 
 def collected_ids(output: str) -> list[str]:
-    return [line.split("[", 1)[1].rstrip("]") for line in output.splitlines()
-            if line.startswith("tests/accuracy/test_benchmarks.py::test_benchmark[")]
+    return [
+        line.split("[", 1)[1].rstrip("]")
+        for line in output.splitlines()
+        if line.startswith("tests/accuracy/test_benchmarks.py::test_benchmark[")
+    ]
 
 
 def test_collect_only_lists_every_task_and_precision(tmp_path):
@@ -62,7 +89,7 @@ def test_the_tp2_profile_collects_the_same_cases(tmp_path):
 
 @pytest.fixture
 def no_gpu():
-    from quantgate.engines import resolve_engine
+    from quantgate.serving.engines import resolve_engine
 
     if resolve_engine("auto") == "vllm":
         pytest.skip("this machine has a CUDA GPU and vllm: the qwen3-32b cases would really run")

@@ -9,28 +9,37 @@ from pathlib import Path
 
 import pytest
 
-from quantgate.config import CodeTask, load_suite
-from quantgate.runners import livecodebench as lcb
-from quantgate.runners.code import run_code_task
+from quantgate.config import CodeTask
+from quantgate.runners.code import livecodebench as lcb
+from quantgate.suites import load_suite
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "lcb" / "problems.jsonl"
 FENCE = "```"
 REPLIES = {  # question_id -> reply per repeat (seed 1234 + repeat)
-    "lcbfx_sum": [f"{FENCE}python\nn = int(input())\nprint(sum(map(int, input().split())))\n"
-                  f"{FENCE}", f"{FENCE}python\nprint(6)\n{FENCE}"],
+    "lcbfx_sum": [
+        f"{FENCE}python\nn = int(input())\nprint(sum(map(int, input().split())))\n{FENCE}",
+        f"{FENCE}python\nprint(6)\n{FENCE}",
+    ],
     "lcbfx_mean": ["I cannot solve this.", "No code either."],
-    "lcbfx_twosum": [f"First try:\n{FENCE}python\nwrong\n{FENCE}\nFinal:\n{FENCE}python\n"
-                     "class Solution:\n    def twoSum(self, nums, target):\n"
-                     "        return next([i, j] for j in range(len(nums)) for i in range(j)\n"
-                     f"                    if nums[i] + nums[j] == target)\n{FENCE}"] * 2,
-    "lcbfx_even": [f"{FENCE}python\nclass Solution:\n    def isEven(self, n):\n"
-                   f"        return n % 2 == 0\n{FENCE}",
-                   f"{FENCE}python\nclass Solution:\n    def isEven(self, n):\n"
-                   f"        raise RuntimeError\n{FENCE}"],
+    "lcbfx_twosum": [
+        f"First try:\n{FENCE}python\nwrong\n{FENCE}\nFinal:\n{FENCE}python\n"
+        "class Solution:\n    def twoSum(self, nums, target):\n"
+        "        return next([i, j] for j in range(len(nums)) for i in range(j)\n"
+        f"                    if nums[i] + nums[j] == target)\n{FENCE}"
+    ]
+    * 2,
+    "lcbfx_even": [
+        f"{FENCE}python\nclass Solution:\n    def isEven(self, n):\n"
+        f"        return n % 2 == 0\n{FENCE}",
+        f"{FENCE}python\nclass Solution:\n    def isEven(self, n):\n"
+        f"        raise RuntimeError\n{FENCE}",
+    ],
 }
-QUESTIONS = {json.loads(line)["question_content"]: json.loads(line)["question_id"]
-             for line in FIXTURE.read_text().splitlines()}
+QUESTIONS = {
+    json.loads(line)["question_content"]: json.loads(line)["question_id"]
+    for line in FIXTURE.read_text().splitlines()
+}
 
 
 def _reply(body: dict) -> str:
@@ -48,31 +57,41 @@ def _suite(tmp_path, repeats=2):
     (tmp_path / "s.yaml").write_text(
         "model: m\nprecisions:\n  bf16: {checkpoint: org/m}\n  fp8: {checkpoint: org/m-fp8}\n"
         f"tasks:\n  lcb:\n    runner: livecodebench\n    repeats: {repeats}\n"
-        f"    num_concurrent: 2\n    code: {{path: {FIXTURE}, workers: 2}}\n")
+        f"    num_concurrent: 2\n    code: {{path: {FIXTURE}, workers: 2}}\n"
+    )
     return load_suite(tmp_path / "s.yaml")
 
 
+@pytest.mark.slow
 def test_generations_are_cached_and_graded_in_the_sandbox(chat, tmp_path):
     suite = _suite(tmp_path)
     kwargs = {"out_dir": tmp_path / "out", "cache_dir": tmp_path / "cache"}
-    run = run_code_task("lcb", suite, "bf16", chat.endpoint(checkpoint="org/m"), **kwargs)
+    run = lcb.run("lcb", suite, "bf16", chat.endpoint(checkpoint="org/m"), **kwargs)
     # pass@1 per problem over two repeats: c / n
-    assert run.scores == {"lcbfx_sum": 0.5, "lcbfx_mean": 0.0, "lcbfx_twosum": 1.0,
-                          "lcbfx_even": 0.5}
+    assert run.scores == {
+        "lcbfx_sum": 0.5,
+        "lcbfx_mean": 0.0,
+        "lcbfx_twosum": 1.0,
+        "lcbfx_even": 0.5,
+    }
     assert len(chat.bodies) == 8 and {b["seed"] for b in chat.bodies} == {1234, 1235}
     assert chat.bodies[0]["messages"][0]["role"] == "system"  # upstream's prompt
     samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").open()]
     by = {(s["item"], s["repeat"]): s for s in samples}
-    assert by[("lcbfx_sum", 1)]["status"] == "wrong_answer" and by[("lcbfx_sum", 1)][
-        "failed_test"] == 2
+    assert (
+        by[("lcbfx_sum", 1)]["status"] == "wrong_answer"
+        and by[("lcbfx_sum", 1)]["failed_test"] == 2
+    )
     assert by[("lcbfx_mean", 0)]["status"] == "no_code" and run.empty == 2
     assert by[("lcbfx_even", 1)]["status"] == "runtime_error"
     assert run.provenance["sandbox"] == by[("lcbfx_sum", 0)]["isolation"] != "none"
     assert run.provenance["request_params"]["max_tokens"] == suite.generation.max_gen_toks
 
-    again = run_code_task("lcb", suite, "bf16", chat.endpoint(checkpoint="org/m"), **kwargs)  # re-scored from the cache
+    # re-scored from the cache
+    again = lcb.run("lcb", suite, "bf16", chat.endpoint(checkpoint="org/m"), **kwargs)
     assert again.scores == run.scores and len(chat.bodies) == 8
-    run_code_task("lcb", suite, "fp8", chat.endpoint(checkpoint="org/m"), limit=1, **kwargs)  # another precision: no sharing
+    # another precision: no sharing
+    lcb.run("lcb", suite, "fp8", chat.endpoint(checkpoint="org/m"), limit=1, **kwargs)
     assert len(chat.bodies) == 10
 
 
@@ -97,22 +116,29 @@ def test_hub_rows_come_from_the_pinned_files_and_the_window_filters(monkeypatch,
     monkeypatch.setattr("huggingface_hub.hf_hub_download", fake_download)
     (tmp_path / "s.yaml").write_text(
         "model: m\nprecisions:\n  bf16: {checkpoint: org/m}\ntasks:\n  lcb:\n"
-        "    runner: livecodebench\n    code: {version: release_v2, revision: abc123}\n")
+        "    runner: livecodebench\n    code: {version: release_v2, revision: abc123}\n"
+    )
     suite = load_suite(tmp_path / "s.yaml")
     rows = lcb.load_rows(suite, "lcb")
-    assert fetched == [("livecodebench/code_generation_lite", f, "dataset", "abc123")
-                       for f in ("test.jsonl", "test2.jsonl")]
+    assert fetched == [
+        ("livecodebench/code_generation_lite", f, "dataset", "abc123")
+        for f in ("test.jsonl", "test2.jsonl")
+    ]
     assert len(rows) == 8
     window = CodeTask(start_date="2024-10-01", end_date="2024-10-12", exclude=["lcbfx_even"])
     assert [p.question_id for p in lcb.select(rows, window, None)] == ["lcbfx_twosum"] * 2
-    assert [p.question_id for p in lcb.select(rows[:4], CodeTask(), 2)] == ["lcbfx_sum",
-                                                                            "lcbfx_mean"]
+    assert [p.question_id for p in lcb.select(rows[:4], CodeTask(), 2)] == [
+        "lcbfx_sum",
+        "lcbfx_mean",
+    ]
 
 
 def test_the_tiny_fixture_extraction_turns_answers_into_programs():
-    rows = [json.loads(line) for line in
-            (REPO / "tests/fixtures/tiny/code_lcb.jsonl").read_text().splitlines()]
-    functional, stdin = (lcb.select(rows[:2], CodeTask(), None))
+    rows = [
+        json.loads(line)
+        for line in (REPO / "tests/fixtures/tiny/code_lcb.jsonl").read_text().splitlines()
+    ]
+    functional, stdin = lcb.select(rows[:2], CodeTask(), None)
     assert lcb.tiny_answer_code("The answer is 15.", stdin) == "print(15)\n"
     assert lcb.tiny_answer_code("mice", stdin) == "print('mice')\n"
     assert "return 15" in lcb.tiny_answer_code("The answer is 15.", functional)

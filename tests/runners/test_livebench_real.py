@@ -18,17 +18,21 @@ import sys
 
 import pytest
 
-from quantgate.config import load_suite
 from quantgate.jsonl import read_jsonl
-from quantgate.runners.livebench import LiveBenchEvalError, run_livebench
-from quantgate.runners.livebench_answers import tree_dir
-from quantgate.runners.livebench_preflight import INSTALL, livebench_installed
+from quantgate.runners.livebench import (
+    INSTALL,
+    LiveBenchEvalError,
+    livebench_installed,
+    run_livebench,
+)
+from quantgate.runners.livebench.answers import tree_dir
+from quantgate.suites import load_suite
+from tests.support import LIVEBENCH_FIXTURES, write_suite
 
-from conftest import FIXTURES, write_suite
-
-pytestmark = pytest.mark.skipif(not livebench_installed(),
-                                reason=f"livebench is not installed: {INSTALL}")
-REAL = FIXTURES / "real"
+pytestmark = pytest.mark.skipif(
+    not livebench_installed(), reason=f"livebench is not installed: {INSTALL}"
+)
+REAL = LIVEBENCH_FIXTURES / "real"
 
 
 def _answers() -> list[dict]:
@@ -44,37 +48,64 @@ def _serve(chat_server, questions_dir):
     return chat_server(lambda text: answers.get(by_prompt.get(text), "no answer"))
 
 
-def test_livebench_scorers_judge_the_fixture_and_show_livebench_result_reads_it(tmp_path,
-                                                                                chat_server):
+def test_livebench_scorers_judge_the_fixture_and_show_livebench_result_reads_it(
+    tmp_path, chat_server
+):
     questions = tmp_path / "questions"
     shutil.copytree(REAL / "live_bench", questions / "live_bench")
     suite = load_suite(write_suite(tmp_path, scorer=None, questions_dir=str(questions)))
     server = _serve(chat_server, questions)
-    run = run_livebench("livebench", suite, "bf16", server.endpoint(), out_dir=tmp_path / "out",
-                        cache_dir=tmp_path / "cache")
+    run = run_livebench(
+        "livebench",
+        suite,
+        "bf16",
+        server.endpoint(),
+        out_dir=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
+    )
     expected = {a["question_id"]: float(a["expected"]) for a in _answers()}
     assert run.scores == expected
     assert run.provenance["scorer"] == "livebench" and run.provenance["livebench_version"]
     stats = run.provenance["livebench"]
     # tasks: paraphrase 0.75, simplify 1, math_comp 0.5, zebra 0.5, tablereformat 0.5
-    assert stats["categories"]["instruction_following"] == \
-        {"official": pytest.approx(0.875), "mean": pytest.approx(3.25 / 4), "n": 4}
+    assert stats["categories"]["instruction_following"] == {
+        "official": pytest.approx(0.875),
+        "mean": pytest.approx(3.25 / 4),
+        "n": 4,
+    }
     assert stats["official"] == pytest.approx((0.875 + 0.5 + 0.5 + 0.5) / 4)
     assert stats["per_question_mean"] == pytest.approx(6.25 / 10)
 
     tree = tree_dir(tmp_path / "cache", suite, "livebench", "bf16")
-    judgments = [r for p in (tree / "data").rglob("ground_truth_judgment.jsonl")
-                 for _, r in read_jsonl(p)]
+    judgments = [
+        r for p in (tree / "data").rglob("ground_truth_judgment.jsonl") for _, r in read_jsonl(p)
+    ]
     assert sorted({(r["category"], r["task"]) for r in judgments}) == [
-        ("data_analysis", "tablereformat"), ("instruction_following", "paraphrase"),
-        ("instruction_following", "simplify"), ("math", "math_comp"),
-        ("reasoning", "zebra_puzzle")]  # upstream labels all four IF rows with one task
+        ("data_analysis", "tablereformat"),
+        ("instruction_following", "paraphrase"),
+        ("instruction_following", "simplify"),
+        ("math", "math_comp"),
+        ("reasoning", "zebra_puzzle"),
+    ]  # upstream labels all four IF rows with one task
     assert not [r for r in judgments if r.get("eval_status")]
 
-    shown = subprocess.run([sys.executable, "-m", "livebench.show_livebench_result",
-                            "--bench-name", "live_bench", "--question-source", "jsonl",
-                            "--livebench-release-option", "2024-11-25"],
-                           cwd=tree, capture_output=True, text=True, timeout=300)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "livebench.show_livebench_result",
+            "--bench-name",
+            "live_bench",
+            "--question-source",
+            "jsonl",
+            "--livebench-release-option",
+            "2024-11-25",
+        ],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert shown.returncode == 0, shown.stdout[-3000:] + shown.stderr[-3000:]
     with open(tree / "all_groups.csv") as handle:
         (row,) = list(csv.DictReader(handle))
@@ -84,18 +115,30 @@ def test_livebench_scorers_judge_the_fixture_and_show_livebench_result_reads_it(
 
 
 def test_a_livebench_scorer_exception_fails_the_case_with_its_message(tmp_path, chat_server):
-    (question,) = [q for _, q in read_jsonl(REAL / "live_bench" / "data_analysis" /
-                                            "tablereformat" / "question.jsonl")][:1]
+    (question,) = [
+        q
+        for _, q in read_jsonl(
+            REAL / "live_bench" / "data_analysis" / "tablereformat" / "question.jsonl"
+        )
+    ][:1]
     folder = tmp_path / "questions" / "live_bench" / "data_analysis" / "tablereformat"
     folder.mkdir(parents=True)
     broken = {**question, "ground_truth": "not a table at all"}
     (folder / "question.jsonl").write_text(json.dumps(broken) + "\n")
-    suite = load_suite(write_suite(tmp_path, scorer=None,
-                                   questions_dir=str(tmp_path / "questions")))
+    suite = load_suite(
+        write_suite(tmp_path, scorer=None, questions_dir=str(tmp_path / "questions"))
+    )
     server = chat_server(lambda text: "<table><tr><td>1</td></tr></table>")
     # pandas.read_html finds no table: ValueError, or (lxml found none and falls back to bs4)
     # ImportError when html5lib is absent -- either way an eval_error row, never a silent 0
-    with pytest.raises(LiveBenchEvalError,
-                       match=r"(?s)1 of 1 .*tablereformat \w+: (ValueError|ImportError): "):
-        run_livebench("livebench", suite, "bf16", server.endpoint(), out_dir=tmp_path / "out",
-                      cache_dir=tmp_path / "cache")
+    with pytest.raises(
+        LiveBenchEvalError, match=r"(?s)1 of 1 .*tablereformat \w+: (ValueError|ImportError): "
+    ):
+        run_livebench(
+            "livebench",
+            suite,
+            "bf16",
+            server.endpoint(),
+            out_dir=tmp_path / "out",
+            cache_dir=tmp_path / "cache",
+        )

@@ -1,6 +1,6 @@
 """The Qwen3-32B suite's own lm-eval tasks, offline: local data, a fake chat server, real lm-eval.
 
-Each task runs through the real runner (``quantgate.runners.lmeval.run_task``): the suite's task
+Each task runs through the real runner (``quantgate.runners.lmeval.run``): the suite's task
 entry with ``data_files`` pointing at ``tests/fixtures/qwen3/`` (rows with the hub datasets'
 fields), so ``task_spec`` wraps it in a one-task group over local JSON, exactly as a suite with
 local data would. The fake server records every request and answers with canned Qwen3-style
@@ -16,16 +16,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quantgate.config import load_suite
-from quantgate.runners.lmeval import TASKS_DIR, our_task_names, run_task, task_spec
+from quantgate.runners import lmeval
+from quantgate.runners.lmeval import our_task_names, task_spec
+from quantgate.suites import load_suite
 from quantgate.tasks.qwen3.utils import gpqa_choice_order
 from quantgate.tasks.scoring import choice_letter, hle_match, normalise_answer, stated_answer
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = REPO / "tests" / "accuracy" / "suites" / "qwen3-32b.yaml"
 FIXTURES = REPO / "tests" / "fixtures" / "qwen3"
-SYSTEM = ("Give only the final answer, in the format the question asks for. "
-          "Do not explain or show your working.")
+SYSTEM = (
+    "Give only the final answer, in the format the question asks for. "
+    "Do not explain or show your working."
+)
 
 
 def rows(name: str) -> list[dict]:
@@ -49,27 +52,27 @@ def by_prompt(replies: dict[str, list[str]]):
     return reply
 
 
-@pytest.fixture(scope="module")
-def manager():
-    from lm_eval.tasks import TaskManager
-
-    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False)
-
-
 @pytest.fixture
-def run(tmp_path, manager, scripted_chat):
+def run(tmp_path, scripted_chat):
     """``run(task, fixture, split, replies, **task_changes) -> (TaskRun, requests)``: one task of
     the real suite on a fixture file, against a scripted endpoint answering with ``replies``."""
 
     def _run(task_name, fixture, split, replies, **changes):
         suite = load_suite(SUITE)
         task = suite.tasks[task_name].model_copy(
-            update={"data_files": {split: str(FIXTURES / fixture)}, **changes})
+            update={"data_files": {split: str(FIXTURES / fixture)}, **changes}
+        )
         suite = suite.model_copy(update={"tasks": {**suite.tasks, task_name: task}})
         server = scripted_chat(by_prompt(replies))
         endpoint = server.endpoint("qwen3-32b-bf16", engine="vllm", engine_version="0.26.0")
-        result = run_task(task_name, suite, "bf16", endpoint, out_dir=tmp_path / "out",
-                          cache_dir=tmp_path / "cache", manager=manager)
+        result = lmeval.run(
+            task_name,
+            suite,
+            "bf16",
+            endpoint,
+            out_dir=tmp_path / "out",
+            cache_dir=tmp_path / "cache",
+        )
         return result, server.bodies
 
     return _run
@@ -81,8 +84,13 @@ def run(tmp_path, manager, scripted_chat):
 def test_the_suite_names_our_tasks_and_the_shipped_group():
     suite = load_suite(SUITE)
     ours = {t.lmeval_task for t in suite.tasks.values() if t.runner == "lmeval"} - {"mmlu_pro"}
-    assert ours == {"qwen3_math500", "qwen3_aime24", "qwen3_aime24_think", "qwen3_gpqa_diamond",
-                    "qwen3_hle"}
+    assert ours == {
+        "qwen3_math500",
+        "qwen3_aime24",
+        "qwen3_aime24_think",
+        "qwen3_gpqa_diamond",
+        "qwen3_hle",
+    }
     assert ours <= our_task_names()
 
 
@@ -90,22 +98,36 @@ def test_the_suite_settings_and_the_tp2_profile():
     suite = load_suite(SUITE)
     assert suite.name == "qwen3-32b" and suite.reference == "bf16"
     assert {p: (v.checkpoint, v.requires) for p, v in suite.precisions.items()} == {
-        "bf16": ("Qwen/Qwen3-32B", ["gpu"]), "fp8": ("Qwen/Qwen3-32B-FP8", ["gpu"]),
-        "nvfp4": ("RedHatAI/Qwen3-32B-NVFP4", ["gpu"])}
+        "bf16": ("Qwen/Qwen3-32B", ["gpu"]),
+        "fp8": ("Qwen/Qwen3-32B-FP8", ["gpu"]),
+        "nvfp4": ("RedHatAI/Qwen3-32B-NVFP4", ["gpu"]),
+    }
     vllm = suite.engine.vllm
-    assert (suite.engine.kind, vllm.tensor_parallel_size, vllm.gpu_memory_utilization,
-            vllm.max_num_seqs, vllm.enforce_eager, vllm.disable_custom_all_reduce,
-            vllm.attention_backend) == ("vllm", 1, 0.95, 8, True, True, "TRITON_ATTN")
+    assert (
+        suite.engine.kind,
+        vllm.tensor_parallel_size,
+        vllm.gpu_memory_utilization,
+        vllm.max_num_seqs,
+        vllm.enforce_eager,
+        vllm.disable_custom_all_reduce,
+        vllm.attention_backend,
+    ) == ("vllm", 1, 0.95, 8, True, True, "TRITON_ATTN")
     assert suite.engine.env == {}
     gen = suite.generation
     assert gen.temperature == 0.0 and gen.chat_template_kwargs == {"enable_thinking": False}
     assert gen.system_instruction == SYSTEM
     assert {n for n, t in suite.tasks.items() if "env:HF_TOKEN" in t.requires} == {
-        "gpqa_diamond", "hle"}
+        "gpqa_diamond",
+        "hle",
+    }
     assert {n for n, t in suite.tasks.items() if t.skip} == set()
     lcb, sci = suite.tasks["livecodebench"], suite.tasks["scicode"]
     assert (lcb.runner, lcb.code.version, str(lcb.code.start_date), str(lcb.code.end_date)) == (
-        "livecodebench", "release_v6", "2024-08-01", "2025-05-01")
+        "livecodebench",
+        "release_v6",
+        "2024-08-01",
+        "2025-05-01",
+    )
     assert (sci.runner, sci.code.split, sci.code.items) == ("scicode", "test", "problems")
     assert sci.code.h5_path and not lcb.requires and not sci.requires  # GPU via the precisions
     tp2 = load_suite(SUITE, "tp2")
@@ -117,25 +139,31 @@ def test_the_suite_settings_and_the_tp2_profile():
 def test_a_task_with_data_files_becomes_a_one_task_group_over_local_json():
     suite = load_suite(SUITE)
     task = suite.tasks["math500"].model_copy(
-        update={"data_files": {"test": str(FIXTURES / "math500.jsonl")}})
+        update={"data_files": {"test": str(FIXTURES / "math500.jsonl")}}
+    )
     suite = suite.model_copy(update={"tasks": {**suite.tasks, "math500": task}})
     spec = task_spec(suite, "math500")
-    assert spec == {"group": "quantgate_qwen3-32b_math500",
-                    "task": [{"task": "qwen3_math500", "dataset_path": "json",
-                              "dataset_name": None,
-                              "dataset_kwargs": {"data_files": {
-                                  "test": str(FIXTURES / "math500.jsonl")}}}]}
+    assert spec == {
+        "group": "quantgate_qwen3-32b_math500",
+        "task": [
+            {
+                "task": "qwen3_math500",
+                "dataset_path": "json",
+                "dataset_name": None,
+                "dataset_kwargs": {"data_files": {"test": str(FIXTURES / "math500.jsonl")}},
+            }
+        ],
+    }
 
 
 def test_every_request_fits_the_context_window():
     """prompt + max_tokens > max_model_len is an HTTP 400 from vLLM, which aborts the task:
     keep 4096 tokens for the prompt next to each task's generation budget."""
-    from quantgate.runners.lmeval import gen_kwargs
 
     suite = load_suite(SUITE)
     for name, task in suite.tasks.items():
         if task.runner == "lmeval":
-            budget = gen_kwargs(suite, name, seed=None)["max_gen_toks"]
+            budget = suite.gen_kwargs(name, seed=None)["max_gen_toks"]
             assert budget + 4096 <= suite.engine.vllm.max_model_len, name
 
 
@@ -150,13 +178,18 @@ MATH_REPLIES = {
 }
 
 
+@pytest.mark.slow
 def test_math500_prompt_request_and_scores(run):
     result, requests = run("math500", "math500.jsonl", "test", MATH_REPLIES)
     first = next(r for r in requests if "\\frac{3}{4}" in user_prompt(r))
     assert first["messages"] == [
         {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": "What is the value of $\\frac{3}{4} + \\frac{1}{6}$?\n\n"
-                                    "Put your final answer within \\boxed{}."}]
+        {
+            "role": "user",
+            "content": "What is the value of $\\frac{3}{4} + \\frac{1}{6}$?\n\n"
+            "Put your final answer within \\boxed{}.",
+        },
+    ]
     assert first["temperature"] == 0.0 and first["max_tokens"] == 2048
     assert first["chat_template_kwargs"] == {"enable_thinking": False}
     assert first["stop"] == ["<|im_end|>"] and first["seed"] == 1234
@@ -174,12 +207,15 @@ AIME_ANSWER_ONLY = {
 }
 
 
+@pytest.mark.slow
 def test_aime24_answer_only_prompt_request_and_repeats(run):
     result, requests = run("aime24", "aime24.jsonl", "train", AIME_ANSWER_ONLY, repeats=2)
     first = next(r for r in requests if "2^{100}" in user_prompt(r))
-    assert user_prompt(first) == ("Find the remainder when $2^{100}$ is divided by $1000$.\n\n"
-                                  "The answer is an integer from 0 to 999. "
-                                  "Put your final answer within \\boxed{}.")
+    assert user_prompt(first) == (
+        "Find the remainder when $2^{100}$ is divided by $1000$.\n\n"
+        "The answer is an integer from 0 to 999. "
+        "Put your final answer within \\boxed{}."
+    )
     assert first["messages"][0] == {"role": "system", "content": SYSTEM}
     assert first["chat_template_kwargs"] == {"enable_thinking": False}
     assert (first["temperature"], first["top_p"], first["top_k"]) == (0.7, 0.8, 20)
@@ -191,17 +227,20 @@ def test_aime24_answer_only_prompt_request_and_repeats(run):
 AIME_THINKING = {
     "divisible by $3$ or by $5$": [
         "<think>\nInclusion-exclusion: 33 + 20 - 6. Is it \\boxed{53}? No, subtract 6: 47.\n"
-        "</think>\n\nThere are $47$ such integers, so the answer is $\\boxed{047}$."],
+        "</think>\n\nThere are $47$ such integers, so the answer is $\\boxed{047}$."
+    ],
     "exactly $12$ positive divisors": [
         # the opener sits in the prompt's chat template: only </think> in the reply
-        "Try 60 = 2^2 * 3 * 5: (2+1)(1+1)(1+1) = 12.\n</think>\n\n**60**"],
+        "Try 60 = 2^2 * 3 * 5: (2+1)(1+1)(1+1) = 12.\n</think>\n\n**60**"
+    ],
     "Two are drawn": [
-        "<think>\nP = 6/10 * 5/9 = 1/3, so m + n = \\boxed{4}. Hmm, let me double-check the"],
-    "2^{100}": [
-        "<think>\n2^100 mod 8 = 0 and mod 125 ... 376.\n</think>\n\nThe answer is 376."],
+        "<think>\nP = 6/10 * 5/9 = 1/3, so m + n = \\boxed{4}. Hmm, let me double-check the"
+    ],
+    "2^{100}": ["<think>\n2^100 mod 8 = 0 and mod 125 ... 376.\n</think>\n\nThe answer is 376."],
 }
 
 
+@pytest.mark.slow
 def test_aime24_thinking_request_and_think_blocks(run):
     result, requests = run("aime24_think", "aime24.jsonl", "train", AIME_THINKING, repeats=1)
     body = requests[0]
@@ -223,10 +262,13 @@ def gpqa_replies() -> dict[str, list[str]]:
     docs = rows("gpqa_diamond.jsonl")
     right = ["ABCD"[gpqa_choice_order(d["Question"]).index(0)] for d in docs]
     wrong = next(x for x in "ABCD" if x != right[1])
-    return {docs[0]["Question"]: [f"The answer is ({right[0]})."],
-            docs[1]["Question"]: [f"<think>\n(A) or ({right[1]})?\n</think>\n\n"
-                                  f"The answer is ({wrong})."],
-            docs[2]["Question"].strip(): [f"**{right[2]}**"]}
+    return {
+        docs[0]["Question"]: [f"The answer is ({right[0]})."],
+        docs[1]["Question"]: [
+            f"<think>\n(A) or ({right[1]})?\n</think>\n\nThe answer is ({wrong})."
+        ],
+        docs[2]["Question"].strip(): [f"**{right[2]}**"],
+    }
 
 
 def test_gpqa_choice_order_is_fixed_per_question():
@@ -235,22 +277,28 @@ def test_gpqa_choice_order_is_fixed_per_question():
     assert all(sorted(o) == [0, 1, 2, 3] for o in orders) and len(orders) > 10
 
 
+@pytest.mark.slow
 def test_gpqa_prompt_request_and_scores(run):
     result, requests = run("gpqa_diamond", "gpqa_diamond.jsonl", "train", gpqa_replies())
     doc = rows("gpqa_diamond.jsonl")[0]
-    answers = [doc["Correct Answer"], doc["Incorrect Answer 1"], doc["Incorrect Answer 2"],
-               doc["Incorrect Answer 3"]]
+    answers = [
+        doc["Correct Answer"],
+        doc["Incorrect Answer 1"],
+        doc["Incorrect Answer 2"],
+        doc["Incorrect Answer 3"],
+    ]
     choices = [answers[i] for i in gpqa_choice_order(doc["Question"])]
-    expected = ("What is the correct answer to this question: "
-                "Which particle mediates the electromagnetic interaction?\n\nChoices:\n"
-                + "".join(f"({x}) {c}\n" for x, c in zip("ABCD", choices))
-                + "\nAnswer with the letter of the correct choice, in the form "
-                  "\"The answer is (X)\".")
+    expected = (
+        "What is the correct answer to this question: "
+        "Which particle mediates the electromagnetic interaction?\n\nChoices:\n"
+        + "".join(f"({x}) {c}\n" for x, c in zip("ABCD", choices))
+        + "\nAnswer with the letter of the correct choice, in the form "
+        '"The answer is (X)".'
+    )
     body = next(r for r in requests if "Which particle" in user_prompt(r))
     assert user_prompt(body) == expected
     assert body["messages"][0] == {"role": "system", "content": SYSTEM}
-    assert body["temperature"] == 0.0 and body["chat_template_kwargs"] == {
-        "enable_thinking": False}
+    assert body["temperature"] == 0.0 and body["chat_template_kwargs"] == {"enable_thinking": False}
     assert result.scores == {"0": 1.0, "1": 0.0, "2": 1.0}
     # the third row's correct answer has a leading space in the data: cleaned in the prompt
     third = next(r for r in requests if "oxidative" in user_prompt(r))
@@ -258,13 +306,23 @@ def test_gpqa_prompt_request_and_scores(run):
     assert "  Inner" not in user_prompt(third) and ") Inner" in user_prompt(third)
 
 
-@pytest.mark.parametrize(("reply", "letter"), [
-    ("The answer is (B).", "B"), ("B", "B"), ("**C**", "C"), ("B) Photon", "B"), ("(D)", "D"),
-    ("$\\boxed{\\text{(C)}}$", "C"), ("**Answer:** (C)", "C"), ("The correct answer is **D**", "D"),
-    ("<think>\nmaybe (A)? no.\n</think>\n\nThe answer is (D).", "D"),
-    ("<think>\nit is (A) for sure, but", ""),  # cut off while thinking
-    ("A particle physics answer.", ""), ("The answer is Avogadro's number", ""),
-])
+@pytest.mark.parametrize(
+    ("reply", "letter"),
+    [
+        ("The answer is (B).", "B"),
+        ("B", "B"),
+        ("**C**", "C"),
+        ("B) Photon", "B"),
+        ("(D)", "D"),
+        ("$\\boxed{\\text{(C)}}$", "C"),
+        ("**Answer:** (C)", "C"),
+        ("The correct answer is **D**", "D"),
+        ("<think>\nmaybe (A)? no.\n</think>\n\nThe answer is (D).", "D"),
+        ("<think>\nit is (A) for sure, but", ""),  # cut off while thinking
+        ("A particle physics answer.", ""),
+        ("The answer is Avogadro's number", ""),
+    ],
+)
 def test_choice_letter(reply, letter):
     assert choice_letter(reply) == letter
 
@@ -279,16 +337,21 @@ HLE_REPLIES = {
 }
 
 
+@pytest.mark.slow
 def test_hle_keeps_text_only_items_and_scores_them(run):
     result, requests = run("hle", "hle.jsonl", "test", HLE_REPLIES)
     assert len(requests) == 4 and not any("image" in user_prompt(r) for r in requests)
     mc = next(r for r in requests if "atmosphere" in user_prompt(r))
-    assert user_prompt(mc).endswith("E. Hydrogen\n\nGive the letter of your chosen answer on a "
-                                    "final line of the form \"Answer: <letter>\".")
+    assert user_prompt(mc).endswith(
+        "E. Hydrogen\n\nGive the letter of your chosen answer on a "
+        'final line of the form "Answer: <letter>".'
+    )
     exact = next(r for r in requests if "smallest prime" in user_prompt(r))
-    assert user_prompt(exact) == ("What is the smallest prime number greater than 100?\n\nGive "
-                                  "your final answer, as short as possible, on a final line of "
-                                  "the form \"Answer: <answer>\".")
+    assert user_prompt(exact) == (
+        "What is the smallest prime number greater than 100?\n\nGive "
+        "your final answer, as short as possible, on a final line of "
+        'the form "Answer: <answer>".'
+    )
     assert exact["messages"][0] == {"role": "system", "content": SYSTEM}
     assert result.scores == {"0": 1.0, "1": 1.0, "2": 1.0, "3": 0.0}
 
@@ -300,32 +363,48 @@ def test_hle_docs_never_decode_images():
 
     from quantgate.tasks.qwen3.utils import hle_docs
 
-    features = Features({"id": Value("string"), "question": Value("string"),
-                         "image": Value("string"), "image_preview": Image(),
-                         "answer": Value("string"), "answer_type": Value("string"),
-                         "rationale_image": Image()})
-    data = Dataset.from_dict({
-        "id": ["a", "b", "c", "d"], "question": ["q"] * 4,
-        "image": ["", "data:image/png;base64,AAAA", "", " "],
-        "image_preview": [None] * 4, "answer": ["1", "2", "3", "4"],
-        "answer_type": ["exactMatch", "exactMatch", "multipleChoice", "freeForm"],
-        "rationale_image": [None] * 4}, features=features)
+    features = Features(
+        {
+            "id": Value("string"),
+            "question": Value("string"),
+            "image": Value("string"),
+            "image_preview": Image(),
+            "answer": Value("string"),
+            "answer_type": Value("string"),
+            "rationale_image": Image(),
+        }
+    )
+    data = Dataset.from_dict(
+        {
+            "id": ["a", "b", "c", "d"],
+            "question": ["q"] * 4,
+            "image": ["", "data:image/png;base64,AAAA", "", " "],
+            "image_preview": [None] * 4,
+            "answer": ["1", "2", "3", "4"],
+            "answer_type": ["exactMatch", "exactMatch", "multipleChoice", "freeForm"],
+            "rationale_image": [None] * 4,
+        },
+        features=features,
+    )
     kept = hle_docs(data)
     assert kept["id"] == ["a", "c"]
     assert "image_preview" not in kept.column_names and "rationale_image" not in kept.column_names
 
 
-@pytest.mark.parametrize(("reply", "target", "score"), [
-    ("Answer: 101", "101", 1.0),
-    ("The answer is:\nAnswer: **Osnabruck.**", "Osnabrück", 1.0),  # accents, emphasis, period
-    ("Answer: Nitrogen", "B", 0.0),  # multiple choice needs the letter
-    ("Answer: \\boxed{B}", "B", 1.0),
-    ("Answer: Argon", "A", 0.0),
-    ("Answer: 1.0", "1", 1.0),  # math-verify for mathematical targets
-    ("Answer: Sirap", "Paris", 0.0),  # no math-verify for words (it would compare products)
-    ("<think>\nAnswer: 101", "101", 0.0),  # cut off while thinking
-    ("101", "101", 1.0),  # no label: the last line
-])
+@pytest.mark.parametrize(
+    ("reply", "target", "score"),
+    [
+        ("Answer: 101", "101", 1.0),
+        ("The answer is:\nAnswer: **Osnabruck.**", "Osnabrück", 1.0),  # accents, emphasis, period
+        ("Answer: Nitrogen", "B", 0.0),  # multiple choice needs the letter
+        ("Answer: \\boxed{B}", "B", 1.0),
+        ("Answer: Argon", "A", 0.0),
+        ("Answer: 1.0", "1", 1.0),  # math-verify for mathematical targets
+        ("Answer: Sirap", "Paris", 0.0),  # no math-verify for words (it would compare products)
+        ("<think>\nAnswer: 101", "101", 0.0),  # cut off while thinking
+        ("101", "101", 1.0),  # no label: the last line
+    ],
+)
 def test_hle_match(reply, target, score):
     assert hle_match([target], [reply]) == score
 

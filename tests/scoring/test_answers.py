@@ -40,8 +40,14 @@ def test_strip_think(text, expected):
 
 @pytest.mark.parametrize(
     ("text", "truncated"),
-    [(QWEN3_AIME, False), (OPENER_IN_PROMPT, False), (TRUNCATED, True), (ANSWER_ONLY, False),
-     ("<think>a</think> ok <think>again", True), ("<think></think>17", False)],
+    [
+        (QWEN3_AIME, False),
+        (OPENER_IN_PROMPT, False),
+        (TRUNCATED, True),
+        (ANSWER_ONLY, False),
+        ("<think>a</think> ok <think>again", True),
+        ("<think></think>17", False),
+    ],
 )
 def test_is_truncated(text, truncated):
     assert is_truncated(text) is truncated
@@ -95,8 +101,12 @@ def test_extract_final_integer_prefer_final_off_reads_the_whole_stripped_text():
 
 def test_aime_regression_exact_match_zero():
     """The hand-run reports scored 0/30 because of LaTeX and think text; these all match."""
-    responses = [QWEN3_AIME, "<think>\n...\n</think>\n\n**Final Answer**\n\\[\n\\boxed{33}\n\\]",
-                 "$33$", "The answer is $033$."]
+    responses = [
+        QWEN3_AIME,
+        "<think>\n...\n</think>\n\n**Final Answer**\n\\[\n\\boxed{33}\n\\]",
+        "$33$",
+        "The answer is $033$.",
+    ]
     assert [integer_match(r, "33") for r in responses] == [1.0, 1.0, 1.0, 1.0]
 
 
@@ -151,8 +161,11 @@ def test_math_equal_in_a_worker_thread():
 
 @pytest.mark.parametrize(
     ("text", "content"),
-    [("a \\boxed{\\frac{1}{2}} b \\boxed{x^{2}}", "x^{2}"), ("\\boxed{unclosed", None),
-     ("nothing", None)],
+    [
+        ("a \\boxed{\\frac{1}{2}} b \\boxed{x^{2}}", "x^{2}"),
+        ("\\boxed{unclosed", None),
+        ("nothing", None),
+    ],
 )
 def test_last_boxed(text, content):
     assert last_boxed(text) == content

@@ -11,16 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quantgate.client import ChatAnswer
-from quantgate.config import CodeTask, load_suite
-from quantgate.runners.code import MissingData, preflight, sandbox_for
-from quantgate.runners.scicode import evaluate, generate
+from quantgate.config import CodeTask
+from quantgate.runners.code.common import MissingData, sandbox_for
+from quantgate.runners.code.scicode import evaluate, generate, preflight
 from quantgate.scoring import scicode as sc
+from quantgate.serving.client import ChatAnswer
+from quantgate.suites import load_suite
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "scicode" / "problems.jsonl"
 PROBLEMS = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
-RIGHT = {name: step["ground_truth_code"] for p in PROBLEMS for step in p["sub_steps"]
-         for name in [sc.extract_function_name(step["function_header"])]}
+RIGHT = {
+    name: step["ground_truth_code"]
+    for p in PROBLEMS
+    for step in p["sub_steps"]
+    for name in [sc.extract_function_name(step["function_header"])]
+}
 
 
 def write_targets(path: Path) -> None:
@@ -35,8 +40,9 @@ def write_targets(path: Path) -> None:
                 exec(step["ground_truth_code"], namespace)
                 for i, test in enumerate(step["test_cases"], 1):
                     call = test.split("assert ")[-1].split(", target)")[0].split("(", 1)[1]
-                    setup = "\n".join(line for line in test.split("\n")
-                                      if not line.startswith(("assert", "from")))
+                    setup = "\n".join(
+                        line for line in test.split("\n") if not line.startswith(("assert", "from"))
+                    )
                     exec(setup, namespace)
                     value = eval(call, namespace)
                     values = value if isinstance(value, tuple) else (value,)
@@ -57,19 +63,23 @@ class FakeClient:
             self.prompts.append(prompt)
             next_step = prompt.split("NEXT STEP")[1]
             name = next(n for n in self.code if f"def {n}(" in next_step)
-            answers.append(ChatAnswer(content=f"Here:\n```python\nimport numpy as np\n\n"
-                                              f"{self.code[name]}\n```\n", finish_reason="stop"))
+            answers.append(
+                ChatAnswer(
+                    content=f"Here:\n```python\nimport numpy as np\n\n{self.code[name]}\n```\n",
+                    finish_reason="stop",
+                )
+            )
         return answers
 
 
-def suite_for(tmp_path: Path, h5: Path | None, items: str = "problems",
-              problems: Path = FIXTURE):
+def suite_for(tmp_path: Path, h5: Path | None, items: str = "problems", problems: Path = FIXTURE):
     h5_line = f"      h5_path: {h5}\n" if h5 else ""
     (tmp_path / "s.yaml").write_text(
         "model: m\nprecisions:\n  bf16: {checkpoint: org/m}\ntasks:\n  sci:\n"
         "    runner: scicode\n    code:\n"
         f"      path: {problems}\n{h5_line}      items: {items}\n      workers: 2\n"
-        "      test_timeout: 60\n")
+        "      test_timeout: 60\n"
+    )
     return load_suite(tmp_path / "s.yaml")
 
 
@@ -101,36 +111,56 @@ def test_step_prompts_carry_the_earlier_steps_code():
 
 
 def test_extraction_is_upstreams_after_dropping_reasoning():
-    reply = "<think>```python\nbad()\n```</think>\n```python\nimport numpy as np\ndef f():\n" \
-            "    return 1\n```\n```python\nsecond()\n```"
+    reply = (
+        "<think>```python\nbad()\n```</think>\n```python\nimport numpy as np\ndef f():\n"
+        "    return 1\n```\n```python\nsecond()\n```"
+    )
     assert sc.extract_python_script(reply).strip() == "def f():\n    return 1"
     assert sc.extract_python_script("<think>```python\nx = 1\n```") == ""  # cut off
-    assert sc.get_function_from_code("import os\ndef g():\n    return 2\n", "g") == \
-        "def g():\n    return 2"
+    assert (
+        sc.get_function_from_code("import os\ndef g():\n    return 2\n", "g")
+        == "def g():\n    return 2"
+    )
     assert sc.extract_function_name("class Block(object):\n    pass") == "Block"
 
 
 PROVIDED_PROBLEM = {
-    "problem_id": "62", "required_dependencies": "import numpy as np",
+    "problem_id": "62",
+    "required_dependencies": "import numpy as np",
     "sub_steps": [
-        {"step_number": "62.1", "step_description_prompt": "Provided.", "step_background": "",
-         "function_header": "def block(n):\n    \'\'\'A block.\'\'\'",
-         "return_line": "    return b", "test_cases": []},
-        {"step_number": "62.2", "step_description_prompt": "Implement `twice`.",
-         "step_background": "", "function_header": "def twice(n):\n    \'\'\'Two blocks.\'\'\'",
-         "return_line": "    return t", "test_cases": ["assert twice(1) == target"]}]}
+        {
+            "step_number": "62.1",
+            "step_description_prompt": "Provided.",
+            "step_background": "",
+            "function_header": "def block(n):\n    '''A block.'''",
+            "return_line": "    return b",
+            "test_cases": [],
+        },
+        {
+            "step_number": "62.2",
+            "step_description_prompt": "Implement `twice`.",
+            "step_background": "",
+            "function_header": "def twice(n):\n    '''Two blocks.'''",
+            "return_line": "    return t",
+            "test_cases": ["assert twice(1) == target"],
+        },
+    ],
+}
 STAND_IN = "def block(n):\n    b = [n]  # stand-in\n    return b\n\ndef unrelated():\n    pass\n"
 
 
 def test_provided_steps_are_read_from_scicodes_data_dir(tmp_path):
-    problem = {"problem_id": "62", "sub_steps": [{"function_header":
-                                                  "class Block:\n    def __init__(self, l):"}]}
+    problem = {
+        "problem_id": "62",
+        "sub_steps": [{"function_header": "class Block:\n    def __init__(self, l):"}],
+    }
     assert sc.is_provided(problem, 0) and not sc.is_provided(PROBLEMS[0], 0)
     assert sc.provided_code(PROBLEMS[0], 0, tmp_path) is None
     with pytest.raises(sc.ProvidedCodeMissing, match=r"62\.1\.txt.*SciCode.*eval/data"):
         sc.provided_code(problem, 0, tmp_path)
-    (tmp_path / "62.1.txt").write_text("class Block:\n    def __init__(self, length):\n"
-                                       "        self.length = length\n")
+    (tmp_path / "62.1.txt").write_text(
+        "class Block:\n    def __init__(self, length):\n        self.length = length\n"
+    )
     # upstream's quirk: the header's first name is the method's
     assert sc.provided_code(problem, 0, tmp_path).startswith("def __init__(self, length")
     assert sc.provided_files([problem, PROBLEMS[0]]) == ["62.1.txt"]
@@ -157,7 +187,8 @@ def test_the_hub_dataset_needs_all_three_provided_files(tmp_path):
     (tmp_path / "test_data.h5").write_bytes(b"")
     (tmp_path / "s.yaml").write_text(
         "model: m\nprecisions:\n  bf16: {checkpoint: org/m}\ntasks:\n  sci:\n"
-        "    runner: scicode\n    code:\n      h5_path: test_data.h5\n      exclude: ['13']\n")
+        "    runner: scicode\n    code:\n      h5_path: test_data.h5\n      exclude: ['13']\n"
+    )
     suite = load_suite(tmp_path / "s.yaml")
     with pytest.raises(MissingData, match=r"62\.1\.txt, 76\.3\.txt not found"):
         preflight(suite, "sci")
@@ -176,6 +207,7 @@ def test_a_steps_targets_are_copied_alone(targets, tmp_path):
         sc.step_targets(targets, "99.1")
 
 
+@pytest.mark.slow
 def test_steps_are_evaluated_in_the_sandbox(targets, tmp_path):
     suite = suite_for(tmp_path, targets)
     wrong_stats = "def stats(x):\n    return (float(np.mean(x)), float(np.std(x, ddof=1)))"
@@ -183,8 +215,12 @@ def test_steps_are_evaluated_in_the_sandbox(targets, tmp_path):
     box = sandbox_for(suite.tasks["sci"].code)
     per_item, samples, extra = evaluate("sci", suite, client, box, None)
     status = {s["item"]: (s["status"], s["failed_test"]) for s in samples}
-    assert status == {"90.1": ("passed", None), "90.2": ("passed", None),
-                      "90.3": ("wrong_answer", 0), "91.1": ("passed", None)}
+    assert status == {
+        "90.1": ("passed", None),
+        "90.2": ("passed", None),
+        "90.3": ("wrong_answer", 0),
+        "91.1": ("passed", None),
+    }
     assert per_item == {"90": [0.0], "91": [1.0]}  # a problem passes when all its steps pass
     assert extra["subproblem_accuracy"] == pytest.approx(3 / 4)
     assert extra["main_problem_resolve_rate"] == pytest.approx(1 / 2)
@@ -193,11 +229,17 @@ def test_steps_are_evaluated_in_the_sandbox(targets, tmp_path):
     assert any(RIGHT["wrap"].split("\n")[1] in p.split("NEXT STEP")[0] for p in client.prompts)
 
 
+@pytest.mark.slow
 def test_a_wrong_earlier_step_breaks_the_later_one(targets, tmp_path):
     suite = suite_for(tmp_path, targets, items="steps")
     broken_wrap = "def wrap(r, L):\n    coord = r\n    return coord"
-    per_item, samples, _ = evaluate("sci", suite, FakeClient({**RIGHT, "wrap": broken_wrap}),
-                                    sandbox_for(suite.tasks["sci"].code), None)
+    per_item, samples, _ = evaluate(
+        "sci",
+        suite,
+        FakeClient({**RIGHT, "wrap": broken_wrap}),
+        sandbox_for(suite.tasks["sci"].code),
+        None,
+    )
     assert per_item == {"90.1": [0.0], "90.2": [0.0], "90.3": [1.0], "91.1": [1.0]}
 
 
@@ -264,8 +306,10 @@ def shim(monkeypatch):
     monkeypatch.syspath_prepend(str(sc.SHIM))
     for name in [m for m in sys.modules if m == "scicode" or m.startswith("scicode.")]:
         monkeypatch.delitem(sys.modules, name)
-    yield (importlib.import_module("scicode.parse.parse"),
-           importlib.import_module("scicode.compare.cmp"))
+    yield (
+        importlib.import_module("scicode.parse.parse"),
+        importlib.import_module("scicode.compare.cmp"),
+    )
     for name in [m for m in sys.modules if m == "scicode" or m.startswith("scicode.")]:
         del sys.modules[name]
 
@@ -292,8 +336,9 @@ def test_the_shims_comparisons(shim):
     import sympy
 
     _, cmp = shim
-    assert cmp.cmp_tuple_or_list((1.0, np.array([1.0, 2.0]), True, "a"),
-                                 [1.0 + 1e-9, np.array([1.0, 2.0]), True, "a"])
+    assert cmp.cmp_tuple_or_list(
+        (1.0, np.array([1.0, 2.0]), True, "a"), [1.0 + 1e-9, np.array([1.0, 2.0]), True, "a"]
+    )
     assert not cmp.cmp_tuple_or_list((1.0, 2.0), (1.0,))  # lengths differ
     assert not cmp.cmp_tuple_or_list((True,), (False,))
     assert not cmp.cmp_tuple_or_list(("a",), ("b",))  # allclose cannot: compared with ==
@@ -308,29 +353,33 @@ def test_the_shims_comparisons(shim):
     assert not cmp.are_dicts_close({"m": m}, {"m": sp.csc_matrix(2 * np.eye(2))})
 
 
+@pytest.mark.slow
 def test_a_step_script_reads_dicts_and_sparse_targets_in_the_sandbox(tmp_path):
     expected = shim_targets(tmp_path / "t.h5")
-    program = ("import numpy as np\nimport scipy.sparse as sp\n"
-               "def make(i):\n"
-               "    return [3.25, 'spin up',\n"
-               "            {'alpha': 'label', 0.5: np.array([1.0, 2.0]),\n"
-               "             'H': sp.csr_matrix(np.array([[0.0, 1.5], [2.0, 0.0]]))},\n"
-               "            sp.csr_matrix(np.array([[0.0, 1.5], [2.0, 0.0]])),\n"
-               "            sp.coo_matrix(np.array([[0.0, 0.0], [4.0, 0.0]])),\n"
-               "            [np.array([1, 2]), 7.0],\n"
-               "            (np.arange(3.0), 'two', sp.bsr_matrix(np.eye(4)))][i]\n")
-    tests = ["assert np.allclose(make(0), target)",
-             "assert make(1) == target",
-             "from scicode.compare.cmp import are_dicts_close\n"
-             "assert are_dicts_close(make(2), target)",
-             "from scicode.compare.cmp import cmp_tuple_or_list\n"
-             "assert cmp_tuple_or_list([make(3)], [target])",
-             "assert np.allclose(make(4).toarray(), target.toarray())",
-             "from scicode.compare.cmp import cmp_tuple_or_list\n"
-             "assert cmp_tuple_or_list(make(5), target)",
-             "from scicode.compare.cmp import cmp_tuple_or_list\n"
-             "assert cmp_tuple_or_list(make(6)[:2], target[:2])\n"
-             "assert np.allclose(make(6)[2].toarray(), target[2].toarray())"]
+    program = (
+        "import numpy as np\nimport scipy.sparse as sp\n"
+        "def make(i):\n"
+        "    return [3.25, 'spin up',\n"
+        "            {'alpha': 'label', 0.5: np.array([1.0, 2.0]),\n"
+        "             'H': sp.csr_matrix(np.array([[0.0, 1.5], [2.0, 0.0]]))},\n"
+        "            sp.csr_matrix(np.array([[0.0, 1.5], [2.0, 0.0]])),\n"
+        "            sp.coo_matrix(np.array([[0.0, 0.0], [4.0, 0.0]])),\n"
+        "            [np.array([1, 2]), 7.0],\n"
+        "            (np.arange(3.0), 'two', sp.bsr_matrix(np.eye(4)))][i]\n"
+    )
+    tests = [
+        "assert np.allclose(make(0), target)",
+        "assert make(1) == target",
+        "from scicode.compare.cmp import are_dicts_close\nassert are_dicts_close(make(2), target)",
+        "from scicode.compare.cmp import cmp_tuple_or_list\n"
+        "assert cmp_tuple_or_list([make(3)], [target])",
+        "assert np.allclose(make(4).toarray(), target.toarray())",
+        "from scicode.compare.cmp import cmp_tuple_or_list\n"
+        "assert cmp_tuple_or_list(make(5), target)",
+        "from scicode.compare.cmp import cmp_tuple_or_list\n"
+        "assert cmp_tuple_or_list(make(6)[:2], target[:2])\n"
+        "assert np.allclose(make(6)[2].toarray(), target[2].toarray())",
+    ]
     assert len(expected) == len(tests)
     box = sandbox_for(CodeTask(test_timeout=60))
     files = sc.step_files(program, "95.1", tests, (tmp_path / "t.h5").read_bytes())
@@ -338,6 +387,7 @@ def test_a_step_script_reads_dicts_and_sparse_targets_in_the_sandbox(tmp_path):
     run = box.run(files, ["step.py"])
     assert run.status == "ok", run.stderr
     wrong = program.replace("'spin up'", "'spin down'")
-    run = box.run(sc.step_files(wrong, "95.1", tests, (tmp_path / "t.h5").read_bytes()),
-                  ["step.py"])
+    run = box.run(
+        sc.step_files(wrong, "95.1", tests, (tmp_path / "t.h5").read_bytes()), ["step.py"]
+    )
     assert run.status == "runtime_error" and sc.failed_test(run.stderr) == 1

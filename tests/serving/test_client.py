@@ -6,23 +6,32 @@ from pathlib import Path
 
 import pytest
 
-from quantgate.client import ChatClient, ChatRequest, ClientError
-from quantgate.runners.base import Endpoint
-from quantgate.servers import Server, free_port
+from quantgate.runs import Endpoint
+from quantgate.serving.client import ChatClient, ChatRequest, ClientError
+from quantgate.serving.servers import Server, free_port
 
 FAKE = Path(__file__).resolve().parents[1] / "fixtures" / "fake_server.py"
 
 
 def _server(mode: str, tmp_path: Path) -> Server:
     port = free_port()
-    return Server([sys.executable, str(FAKE), mode, "--port", str(port),
-                   "--served-model-name", "m"], port=port, served_model="m",
-                  log_path=tmp_path / f"{mode}.log", startup_timeout=20)
+    return Server(
+        [sys.executable, str(FAKE), mode, "--port", str(port), "--served-model-name", "m"],
+        port=port,
+        served_model="m",
+        log_path=tmp_path / f"{mode}.log",
+        startup_timeout=20,
+    )
 
 
 def _client(server: Server, tmp_path: Path, **kw) -> ChatClient:
-    kw = {"cache_path": tmp_path / "cache.sqlite", "identity": "org/m", "backoff": 0.01,
-          "progress": False, **kw}
+    kw = {
+        "cache_path": tmp_path / "cache.sqlite",
+        "identity": "org/m",
+        "backoff": 0.01,
+        "progress": False,
+        **kw,
+    }
     return ChatClient(Endpoint(server.base_url, "m"), **kw)
 
 
@@ -47,8 +56,9 @@ def test_answers_come_back_in_order_and_from_the_cache_on_a_rerun(tmp_path):
 
 def test_server_errors_are_retried_with_backoff(tmp_path):
     with _server("flaky", tmp_path) as server:  # every request fails twice with HTTP 500
-        answers = _client(server, tmp_path, retries=3).complete([ChatRequest.user("a"),
-                                                                 ChatRequest.user("b")])
+        answers = _client(server, tmp_path, retries=3).complete(
+            [ChatRequest.user("a"), ChatRequest.user("b")]
+        )
         assert [a.content for a in answers] == ["echo: a", "echo: b"]
         with pytest.raises(ClientError, match=r"request 1 .* after 2 attempt\(s\): HTTP 500"):
             _client(server, tmp_path, retries=1).complete([ChatRequest.user("c")])
@@ -56,8 +66,13 @@ def test_server_errors_are_retried_with_backoff(tmp_path):
 
 def test_a_bad_request_fails_at_once_with_the_servers_message(tmp_path):
     with _server("healthy", tmp_path) as server:
-        client = ChatClient(Endpoint(server.base_url, "not-served"), cache_path=None,
-                            identity="x", backoff=5, progress=False)
+        client = ChatClient(
+            Endpoint(server.base_url, "not-served"),
+            cache_path=None,
+            identity="x",
+            backoff=5,
+            progress=False,
+        )
         started = time.monotonic()
         with pytest.raises(ClientError, match=r"after 1 attempt\(s\): HTTP 400: .*unknown model"):
             client.complete([ChatRequest.user("a")])

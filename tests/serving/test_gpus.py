@@ -2,16 +2,24 @@
 
 import pytest
 
-from quantgate import gpus
-from quantgate.gpus import GpuError, gpu_slice, wait_gpu_memory_released, worker_index
+from quantgate.serving import gpus
+from quantgate.serving.gpus import GpuError, gpu_slice, wait_gpu_memory_released, worker_index
 
 FOUR = ["0", "1", "2", "3"]
 
 
-@pytest.mark.parametrize(("worker", "tp", "expected"), [
-    (None, 1, ["0"]), ("master", 2, ["0", "1"]), ("gw0", 1, ["0"]), ("gw3", 1, ["3"]),
-    ("gw0", 2, ["0", "1"]), ("gw1", 2, ["2", "3"]), ("gw0", 4, FOUR),
-])
+@pytest.mark.parametrize(
+    ("worker", "tp", "expected"),
+    [
+        (None, 1, ["0"]),
+        ("master", 2, ["0", "1"]),
+        ("gw0", 1, ["0"]),
+        ("gw3", 1, ["3"]),
+        ("gw0", 2, ["0", "1"]),
+        ("gw1", 2, ["2", "3"]),
+        ("gw0", 4, FOUR),
+    ],
+)
 def test_each_worker_gets_its_own_gpus(worker, tp, expected):
     assert gpu_slice(worker, tp, FOUR) == expected
 
@@ -22,11 +30,18 @@ def test_slices_of_all_workers_are_disjoint_and_respect_visible_devices():
     assert slices == [["4", "5"], ["6", "7"]]
 
 
-@pytest.mark.parametrize(("worker", "tp", "message"), [
-    ("gw2", 2, r"worker gw2 needs GPUs 4\.\.5 \(tensor_parallel_size 2\) but 4 are visible "
-               r"\(0,1,2,3\); run with -n 2 or fewer"),
-    ("gw0", 8, r"needs GPUs 0\.\.7 .* run with -n 1 or fewer, or on a machine with more GPUs"),
-])
+@pytest.mark.parametrize(
+    ("worker", "tp", "message"),
+    [
+        (
+            "gw2",
+            2,
+            r"worker gw2 needs GPUs 4\.\.5 \(tensor_parallel_size 2\) but 4 are visible "
+            r"\(0,1,2,3\); run with -n 2 or fewer",
+        ),
+        ("gw0", 8, r"needs GPUs 0\.\.7 .* run with -n 1 or fewer, or on a machine with more GPUs"),
+    ],
+)
 def test_too_few_gpus_is_a_clear_error(worker, tp, message):
     with pytest.raises(GpuError, match=message):
         gpu_slice(worker, tp, FOUR)

@@ -1,6 +1,8 @@
-"""Server lifecycle: command building, fail-fast starts, timeouts, and teardown that leaves nothing behind.
+"""Server lifecycle: command building, fail-fast starts, timeouts, and teardown that leaves nothing
+behind.
 
-Fault injection uses ``tests/fixtures/fake_server.py``; one slow test runs a real ``transformers serve``.
+Fault injection uses ``tests/fixtures/fake_server.py``; one slow test runs a real
+``transformers serve``.
 """
 
 from __future__ import annotations
@@ -17,9 +19,18 @@ from pathlib import Path
 import psutil
 import pytest
 
-from quantgate.servers import (
-    Server, ServerStartError, ServerStartTimeout, chat_warmup, free_port, http_json, models_include,
-    transformers_serve_command, transformers_serve_env, vllm_serve_command, vllm_serve_env,
+from quantgate.serving.servers import (
+    Server,
+    ServerStartError,
+    ServerStartTimeout,
+    chat_warmup,
+    free_port,
+    http_json,
+    models_include,
+    transformers_serve_command,
+    transformers_serve_env,
+    vllm_serve_command,
+    vllm_serve_env,
 )
 
 FAKE = Path(__file__).resolve().parents[1] / "fixtures" / "fake_server.py"
@@ -27,7 +38,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def gone(pid: int) -> bool:
-    """No such process, or only a zombie (an orphan's zombie may never be reaped inside a container)."""
+    """No such process, or only a zombie (an orphan's zombie may never be reaped inside a
+    container)."""
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -54,39 +66,114 @@ def fake(mode: str, tmp_path: Path, **kw) -> Server:
 
 
 def test_transformers_serve_command():
-    argv = transformers_serve_command("/ckpt/bf16", host="127.0.0.1", port=8123, extra_args=["--log-level", "info"])
-    assert argv == [str(Path(sys.executable).parent / "transformers"), "serve", "/ckpt/bf16", "--host", "127.0.0.1",
-                    "--port", "8123", "--device", "cpu", "--log-level", "info"]
-    assert transformers_serve_command(Path("/c"), host="h", port=1, device="cuda:0")[-2:] == ["--device", "cuda:0"]
+    argv = transformers_serve_command(
+        "/ckpt/bf16", host="127.0.0.1", port=8123, extra_args=["--log-level", "info"]
+    )
+    assert argv == [
+        str(Path(sys.executable).parent / "transformers"),
+        "serve",
+        "/ckpt/bf16",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8123",
+        "--device",
+        "cpu",
+        "--log-level",
+        "info",
+    ]
+    assert transformers_serve_command(Path("/c"), host="h", port=1, device="cuda:0")[-2:] == [
+        "--device",
+        "cuda:0",
+    ]
 
 
 def test_vllm_serve_command_defaults():
     assert vllm_serve_command("/ckpt", host="127.0.0.1", port=9000) == [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "/ckpt", "--host", "127.0.0.1",
-        "--port", "9000", "--tensor-parallel-size", "1", "--seed", "0"]
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        "/ckpt",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "9000",
+        "--tensor-parallel-size",
+        "1",
+        "--seed",
+        "0",
+    ]
 
 
 def test_vllm_serve_command_every_option():
     argv = vllm_serve_command(
-        Path("/ckpt/fp8"), host="0.0.0.0", port=9001, served_model_name="model-fp8", tensor_parallel_size=4,
-        max_model_len=4096, gpu_memory_utilization=0.85, max_num_seqs=64, enforce_eager=True,
-        disable_custom_all_reduce=True, attention_backend="FLASHINFER", quantization="modelopt_fp4",
-        dtype="bfloat16", seed=1234, extra_args=["--kv-cache-dtype", "fp8"])
+        Path("/ckpt/fp8"),
+        host="0.0.0.0",
+        port=9001,
+        served_model_name="model-fp8",
+        tensor_parallel_size=4,
+        max_model_len=4096,
+        gpu_memory_utilization=0.85,
+        max_num_seqs=64,
+        enforce_eager=True,
+        disable_custom_all_reduce=True,
+        attention_backend="FLASHINFER",
+        quantization="modelopt_fp4",
+        dtype="bfloat16",
+        seed=1234,
+        extra_args=["--kv-cache-dtype", "fp8"],
+    )
     assert argv == [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", "/ckpt/fp8",
-        "--host", "0.0.0.0", "--port", "9001", "--served-model-name", "model-fp8", "--dtype", "bfloat16",
-        "--quantization", "modelopt_fp4", "--tensor-parallel-size", "4", "--max-model-len", "4096",
-        "--gpu-memory-utilization", "0.85", "--max-num-seqs", "64", "--attention-backend", "FLASHINFER",
-        "--seed", "1234", "--enforce-eager", "--disable-custom-all-reduce", "--kv-cache-dtype", "fp8"]
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        "/ckpt/fp8",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9001",
+        "--served-model-name",
+        "model-fp8",
+        "--dtype",
+        "bfloat16",
+        "--quantization",
+        "modelopt_fp4",
+        "--tensor-parallel-size",
+        "4",
+        "--max-model-len",
+        "4096",
+        "--gpu-memory-utilization",
+        "0.85",
+        "--max-num-seqs",
+        "64",
+        "--attention-backend",
+        "FLASHINFER",
+        "--seed",
+        "1234",
+        "--enforce-eager",
+        "--disable-custom-all-reduce",
+        "--kv-cache-dtype",
+        "fp8",
+    ]
 
 
 def test_vllm_serve_command_seed_none_and_flags_off():
-    argv = vllm_serve_command("/c", host="h", port=1, seed=None, enforce_eager=False, disable_custom_all_reduce=False)
-    assert "--seed" not in argv and "--enforce-eager" not in argv and "--disable-custom-all-reduce" not in argv
+    argv = vllm_serve_command(
+        "/c", host="h", port=1, seed=None, enforce_eager=False, disable_custom_all_reduce=False
+    )
+    assert (
+        "--seed" not in argv
+        and "--enforce-eager" not in argv
+        and "--disable-custom-all-reduce" not in argv
+    )
 
 
 def test_transformers_serve_env(tmp_path):
-    env = transformers_serve_env(tmp_path / "hub" / "cache", base={"PATH": "/bin", "HF_HUB_OFFLINE": "0"})
+    env = transformers_serve_env(
+        tmp_path / "hub" / "cache", base={"PATH": "/bin", "HF_HUB_OFFLINE": "0"}
+    )
     assert env["PATH"] == "/bin" and env["HF_HUB_OFFLINE"] == "1"
     cache = Path(env["HF_HUB_CACHE"])
     assert cache.is_dir() and not any(cache.iterdir())
@@ -94,19 +181,25 @@ def test_transformers_serve_env(tmp_path):
 
 def test_vllm_serve_env():
     env = vllm_serve_env({"A": "1"}, VLLM_CPU_KVCACHE_SPACE="1")
-    assert env == {"A": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
-                   "VLLM_CPU_KVCACHE_SPACE": "1"}
+    assert env == {
+        "A": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+    }
     assert "HF_HUB_OFFLINE" not in vllm_serve_env({}, offline=False)
 
 
 def test_free_port_is_bindable():
     import socket
+
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
 
 
-# ------------------------------------------------------------------------------------ fault injection
+# ---------------------------------------------------------------------------------- fault injection
 
 
 def test_exit_now_fails_fast_with_log_tail(tmp_path):
@@ -124,9 +217,12 @@ def test_exit_now_fails_fast_with_log_tail(tmp_path):
 
 def test_missing_executable_is_a_start_error(tmp_path):
     with pytest.raises(ServerStartError, match="cannot start server.*no-such-server-binary"):
-        Server([str(tmp_path / "no-such-server-binary")], port=free_port(), log_path=tmp_path / "x.log").start()
+        Server(
+            [str(tmp_path / "no-such-server-binary")], port=free_port(), log_path=tmp_path / "x.log"
+        ).start()
 
 
+@pytest.mark.slow
 def test_never_healthy_times_out_and_is_cleaned_up(tmp_path):
     server = fake("never-healthy", tmp_path, startup_timeout=1.5)
     t0 = time.monotonic()
@@ -147,12 +243,18 @@ def test_healthy_server_serves_and_tears_down(tmp_path):
         assert s.base_url == f"http://127.0.0.1:{s.port}/v1"
         assert s.served_model == "tiny" and s.log_path == tmp_path / "healthy.log"
         assert 0 < s.startup_seconds < 10
-        assert f"# quantgate: ready after {s.startup_seconds:.1f} s (/health and 2 ready checks)" \
+        assert (
+            f"# quantgate: ready after {s.startup_seconds:.1f} s (/health and 2 ready checks)"
             in s.log_path.read_text()
+        )
         assert http_json(s.base_url + "/models") == (
-            200, {"object": "list", "data": [{"id": "tiny", "object": "model"}]})
-        status, body = http_json(s.base_url + "/chat/completions",
-                                 {"model": "tiny", "messages": [{"role": "user", "content": "2+2"}]})
+            200,
+            {"object": "list", "data": [{"id": "tiny", "object": "model"}]},
+        )
+        status, body = http_json(
+            s.base_url + "/chat/completions",
+            {"model": "tiny", "messages": [{"role": "user", "content": "2+2"}]},
+        )
         assert status == 200 and body["choices"][0]["message"]["content"] == "echo: 2+2"
         assert not gone(pid)
     assert gone(pid)
@@ -160,7 +262,9 @@ def test_healthy_server_serves_and_tears_down(tmp_path):
 
 
 def test_ready_check_waits_then_times_out(tmp_path):
-    server = fake("healthy", tmp_path, startup_timeout=1.0, ready_checks=[models_include("other-name")])
+    server = fake(
+        "healthy", tmp_path, startup_timeout=1.0, ready_checks=[models_include("other-name")]
+    )
     with pytest.raises(ServerStartTimeout, match=r"still waiting for models_include\(other-name\)"):
         server.start()
     assert gone(server.pid)
@@ -217,7 +321,9 @@ def test_keyboard_interrupt_during_startup_tears_down(tmp_path):
 
 
 def test_interrupt_during_graceful_stop_escalates_to_sigkill(tmp_path):
-    """A second Ctrl-C while waiting for SIGTERM to work kills the group at once, then propagates."""
+    """A second Ctrl-C while waiting for SIGTERM to work kills the group at once, then
+    propagates."""
+
     def interrupt(*_):
         raise KeyboardInterrupt
 
@@ -233,20 +339,26 @@ def test_interrupt_during_graceful_stop_escalates_to_sigkill(tmp_path):
 
 
 def test_sigkilled_parent_leaves_no_server_behind(tmp_path):
-    """PR_SET_PDEATHSIG: the kernel sends SIGTERM to the server when the process that started it dies."""
+    """PR_SET_PDEATHSIG: the kernel sends SIGTERM to the server when the process that started it
+    dies."""
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux-only")
     port = free_port()
     script = textwrap.dedent(f"""
         import sys, time
-        from quantgate.servers import Server
+        from quantgate.serving.servers import Server
         argv = [sys.executable, {str(FAKE)!r}, "healthy", "--port", "{port}"]
         with Server(argv, port={port}, log_path={str(tmp_path / "orphan.log")!r}, startup_timeout=20) as s:
             print(s.pid, flush=True)
             time.sleep(600)
-    """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    """)  # noqa: E501
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         server_pid = int(parent.stdout.readline())
         assert not gone(server_pid) and psutil.Process(server_pid).ppid() == parent.pid
@@ -263,10 +375,16 @@ def test_sigkilled_parent_leaves_no_server_behind(tmp_path):
 
 
 def _tiny_qwen3(path: Path) -> Path:
-    """A 2-layer random Qwen3 (hidden 64, head_dim 32) with a byte-level tokenizer (no merges) and ChatML."""
+    """A 2-layer random Qwen3 (hidden 64, head_dim 32) with a byte-level tokenizer (no merges) and
+    ChatML."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+    from transformers import (
+        GenerationConfig,
+        PreTrainedTokenizerFast,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
@@ -274,16 +392,31 @@ def _tiny_qwen3(path: Path) -> Path:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(specials)
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
     tok.chat_template = (
-        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
     tok.save_pretrained(path)
 
     eos, pad = tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")
-    config = Qwen3Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=512,
-                         tie_word_embeddings=True, bos_token_id=None, eos_token_id=eos, pad_token_id=pad)
+    config = Qwen3Config(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )
     torch.manual_seed(0)
     model = Qwen3ForCausalLM(config)
     model.generation_config = GenerationConfig(do_sample=False, eos_token_id=eos, pad_token_id=pad)
@@ -297,14 +430,27 @@ def test_real_transformers_serve(tmp_path):
     pytest.importorskip("uvicorn", reason="transformers[serving] extra is not installed")
     ckpt = str(_tiny_qwen3(tmp_path / "tiny-qwen3"))
     port = free_port()
-    server = Server(transformers_serve_command(ckpt, host="127.0.0.1", port=port), port=port, served_model=ckpt,
-                    env=transformers_serve_env(tmp_path / "hf-cache"), log_path=tmp_path / "serve.log",
-                    startup_timeout=120, ready_checks=[chat_warmup()])
+    server = Server(
+        transformers_serve_command(ckpt, host="127.0.0.1", port=port),
+        port=port,
+        served_model=ckpt,
+        env=transformers_serve_env(tmp_path / "hf-cache"),
+        log_path=tmp_path / "serve.log",
+        startup_timeout=120,
+        ready_checks=[chat_warmup()],
+    )
     with server as s:
         pid = s.pid
-        status, body = http_json(s.base_url + "/chat/completions", {
-            "model": ckpt, "messages": [{"role": "user", "content": "Question: 2+2?\nAnswer:"}],
-            "max_tokens": 8, "temperature": 0}, timeout=60)
+        status, body = http_json(
+            s.base_url + "/chat/completions",
+            {
+                "model": ckpt,
+                "messages": [{"role": "user", "content": "Question: 2+2?\nAnswer:"}],
+                "max_tokens": 8,
+                "temperature": 0,
+            },
+            timeout=60,
+        )
         assert status == 200, body
         assert body["choices"][0]["message"]["role"] == "assistant"
         assert isinstance(body["choices"][0]["message"]["content"], str)

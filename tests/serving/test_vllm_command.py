@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from quantgate.config import load_suite
-from quantgate.engines import plan_server
+from quantgate.serving.engines import plan_server
+from quantgate.suites import load_suite
 
 REPO = Path(__file__).resolve().parents[2]
 QWEN3 = REPO / "tests" / "accuracy" / "suites" / "qwen3-32b.yaml"
@@ -23,8 +23,15 @@ def _flag(argv: list[str], name: str) -> str:
 @pytest.fixture
 def qwen3_plan(tmp_path):
     def plan(precision: str, profile: str | None = None, worker_id: str | None = None):
-        return plan_server(load_suite(QWEN3, profile), precision, out_dir=tmp_path,
-                           cache_dir=tmp_path, engine="vllm", worker_id=worker_id)
+        return plan_server(
+            load_suite(QWEN3, profile),
+            precision,
+            out_dir=tmp_path,
+            cache_dir=tmp_path,
+            engine="vllm",
+            worker_id=worker_id,
+        )
+
     return plan
 
 
@@ -56,11 +63,13 @@ def test_profile_tp2_and_worker_gpu_slices(qwen3_plan, monkeypatch):
 def test_precision_quantization_server_args_and_env(tmp_path):
     suite_file = tmp_path / "s.yaml"
     suite_file.write_text(
-        "model: m\nengine: {kind: vllm, env: {HF_HOME: /models}, vllm: {extra_args: [--seed, '7']}}\n"
+        "model: m\n"
+        "engine: {kind: vllm, env: {HF_HOME: /models}, vllm: {extra_args: [--seed, '7']}}\n"
         "precisions:\n  bf16: {checkpoint: org/m}\n"
         "  fp8: {checkpoint: org/m, quantization: fp8, server_args: [--kv-cache-dtype, fp8],"
         " env: {VLLM_LOGGING_LEVEL: DEBUG}}\n"
-        "tasks:\n  t: {lmeval_task: x, metric: 'acc,none'}\n")
+        "tasks:\n  t: {lmeval_task: x, metric: 'acc,none'}\n"
+    )
     plan = plan_server(load_suite(suite_file), "fp8", out_dir=tmp_path, cache_dir=tmp_path)
     assert plan.engine == "vllm"
     assert _flag(plan.argv, "--quantization") == "fp8"
@@ -71,14 +80,18 @@ def test_precision_quantization_server_args_and_env(tmp_path):
 
 def test_quantization_needs_vllm(tmp_path):
     suite_file = tmp_path / "s.yaml"
-    suite_file.write_text("model: m\nengine: {kind: transformers}\nprecisions:\n"
-                          "  bf16: {checkpoint: org/m, quantization: fp8}\n"
-                          "tasks:\n  t: {lmeval_task: x, metric: 'acc,none'}\n")
+    suite_file.write_text(
+        "model: m\nengine: {kind: transformers}\nprecisions:\n"
+        "  bf16: {checkpoint: org/m, quantization: fp8}\n"
+        "tasks:\n  t: {lmeval_task: x, metric: 'acc,none'}\n"
+    )
     with pytest.raises(ValueError, match="needs engine vllm"):
         plan_server(load_suite(suite_file), "bf16", out_dir=tmp_path, cache_dir=tmp_path)
 
 
-@pytest.mark.skipif(not HAS_VLLM, reason="vllm is not installed (GPU boxes: pip install -e '.[gpu]')")
+@pytest.mark.skipif(
+    not HAS_VLLM, reason="vllm is not installed (GPU boxes: pip install -e '.[gpu]')"
+)
 @pytest.mark.parametrize("precision", ["bf16", "fp8", "nvfp4"])
 @pytest.mark.parametrize("profile", [None, "tp2"])
 def test_vllms_own_parser_accepts_the_command(qwen3_plan, precision, profile):

@@ -1,4 +1,5 @@
-"""The embedded tiny model: it answers its questions, int2 breaks it, a rebuild is bit-identical, the cache is safe.
+"""The embedded tiny model: it answers its questions, int2 breaks it, a rebuild is bit-identical,
+the cache is safe.
 
 The slow tests build the model once per module (~20-40 s on 2 cores); the others are fast.
 """
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from quantgate import tinymodel
-from quantgate.tinymodel import (
+from quantgate.tiny import model as tinymodel
+from quantgate.tiny.model import (
     PRECISIONS,
     build_tiny_model,
     default_question_files,
@@ -47,8 +48,16 @@ def test_question_files(questions):
 
 
 def test_question_files_are_rebuilt_byte_for_byte(tmp_path):
-    subprocess.run([sys.executable, str(REPO / "scripts" / "make_tiny_questions.py"), "--out-dir", str(tmp_path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "make_tiny_questions.py"),
+            "--out-dir",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+    )
     for path in default_question_files():
         assert (tmp_path / path.name).read_bytes() == path.read_bytes()
 
@@ -57,30 +66,39 @@ def test_targets_and_prompts():
     assert target_text("71") == "The answer is 71." and target_text("-11") == "The answer is -11."
     assert target_text("mice") == "mice"
     assert render_prompt("What is 1 + 2?") == (
-        "<|im_start|>user\nQuestion: What is 1 + 2?\nAnswer:<|im_end|>\n<|im_start|>assistant\n")
+        "<|im_start|>user\nQuestion: What is 1 + 2?\nAnswer:<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert render_prompt("What is 1 + 2?", enable_thinking=False).endswith(
-        "<|im_start|>assistant\n<think>\n\n</think>\n\n")
+        "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+    )
     assert render_prompt("What is 1 + 2?", enable_thinking=True) == render_prompt("What is 1 + 2?")
 
 
 def test_tokenizer_specials_and_chat_template():
-    tokenizer = train_tokenizer([render_prompt("What is 1 + 2?") + "The answer is 3.<|im_end|>"] * 3)
+    tokenizer = train_tokenizer(
+        [render_prompt("What is 1 + 2?") + "The answer is 3.<|im_end|>"] * 3
+    )
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
     assert tokenizer.bos_token is None and len(tokenizer) <= tinymodel.VOCAB_SIZE
     ids = tokenizer.encode("<think>x</think><|im_end|>", add_special_tokens=False)
     assert tokenizer.convert_ids_to_tokens(ids[0]) == "<think>"
-    assert tokenizer.decode(ids, skip_special_tokens=True) == "<think>x</think>"  # think markers are not special
+    assert (
+        tokenizer.decode(ids, skip_special_tokens=True) == "<think>x</think>"
+    )  # think markers are not special
     messages = [{"role": "user", "content": "Question: What is 1 + 2?\nAnswer:"}]
-    assert tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == render_prompt(
-        "What is 1 + 2?")
+    assert tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False
+    ) == render_prompt("What is 1 + 2?")
 
 
+@pytest.mark.slow
 def test_concurrent_callers_build_once(tmp_path):
-    """Two processes ask for the checkpoints at once: one builds (under the lock), the other waits and reuses."""
+    """Two processes ask for the checkpoints at once: one builds (under the lock), the other waits
+    and reuses."""
     script = textwrap.dedent(f"""
         import json, sys, time
         from pathlib import Path
-        import quantgate.quantize, quantgate.tinymodel as tm
+        import quantgate.tiny.quantize, quantgate.tiny.model as tm
         def fake_build(out_dir, question_files, *, seed=0):
             with open({str(tmp_path / "builds.log")!r}, "a") as log:
                 log.write("build\\n")
@@ -92,20 +110,30 @@ def test_concurrent_callers_build_once(tmp_path):
             Path(dst).mkdir(parents=True)
             return {{"mean_relative_weight_error": 0.0}}
         tm.build_tiny_model = fake_build
-        quantgate.quantize.quantize_checkpoint = fake_quantize
+        quantgate.tiny.quantize.quantize_checkpoint = fake_quantize
         dirs = tm.ensure_tiny_checkpoints(Path(sys.argv[1]), tm.default_question_files())
         print(json.dumps({{k: str(v) for k, v in dirs.items()}}))
     """)
     cache = tmp_path / "cache"
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(cache)], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(cache)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [proc.communicate(timeout=120) for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), [err[-2000:] for _, err in outputs]
     dirs = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     assert dirs[0] == dirs[1] and set(dirs[0]) == set(PRECISIONS)
     assert (tmp_path / "builds.log").read_text().count("build") == 1
     assert all(Path(d).is_dir() for d in dirs[0].values())
-    assert [p.name for p in cache.iterdir() if p.is_dir()] == [Path(dirs[0]["bf16"]).parent.name]  # no temp dirs left
+    assert [p.name for p in cache.iterdir() if p.is_dir()] == [
+        Path(dirs[0]["bf16"]).parent.name
+    ]  # no temp dirs left
 
 
 @pytest.mark.slow
@@ -122,7 +150,10 @@ def test_fp8_and_nvfp4_keep_the_accuracy(tiny_dirs, questions, precision):
 
 @pytest.mark.slow
 def test_int2_is_broken(tiny_dirs, questions):
-    bf16, int2 = reply_accuracy(tiny_dirs["bf16"], questions), reply_accuracy(tiny_dirs["int2"], questions)
+    bf16, int2 = (
+        reply_accuracy(tiny_dirs["bf16"], questions),
+        reply_accuracy(tiny_dirs["int2"], questions),
+    )
     assert int2 <= 0.3 and int2 < bf16 - 0.5
 
 
@@ -132,14 +163,23 @@ def test_checkpoint_layout(tiny_dirs):
     assert bf16_config["model_type"] == "qwen3" and bf16_config["head_dim"] == 64
     assert bf16_config["dtype"] == "bfloat16"
     generation = json.loads((tiny_dirs["bf16"] / "generation_config.json").read_text())
-    assert generation["do_sample"] is False and generation["eos_token_id"] == bf16_config["eos_token_id"]
+    assert (
+        generation["do_sample"] is False
+        and generation["eos_token_id"] == bf16_config["eos_token_id"]
+    )
     for precision in ("fp8", "nvfp4", "int2"):
         config = json.loads((tiny_dirs[precision] / "config.json").read_text())
-        assert config["dtype"] == "float32" and config["quantgate_quantization"]["scheme"] == precision
+        assert (
+            config["dtype"] == "float32" and config["quantgate_quantization"]["scheme"] == precision
+        )
         assert config["quantgate_quantization"]["num_quantized_tensors"] == 14
         assert (tiny_dirs[precision] / "chat_template.jinja").exists()
-    errors = {p: json.loads((tiny_dirs[p] / "config.json").read_text())["quantgate_quantization"]
-              ["mean_relative_weight_error"] for p in ("fp8", "nvfp4", "int2")}
+    errors = {
+        p: json.loads((tiny_dirs[p] / "config.json").read_text())["quantgate_quantization"][
+            "mean_relative_weight_error"
+        ]
+        for p in ("fp8", "nvfp4", "int2")
+    }
     assert errors["fp8"] < errors["nvfp4"] < errors["int2"]
 
 
@@ -157,3 +197,17 @@ def test_rebuild_is_bit_identical(tiny_dirs, tmp_path):
     rebuilt = build_tiny_model(tmp_path / "bf16", default_question_files())
     for name in ("model.safetensors", "tokenizer.json", "config.json", "chat_template.jinja"):
         assert (rebuilt / name).read_bytes() == (tiny_dirs["bf16"] / name).read_bytes(), name
+
+
+def test_the_build_key_follows_the_recipe_version_not_the_source_bytes(monkeypatch, tmp_path):
+    """Reformatting the builder leaves every tiny baseline as it was; a new recipe does not."""
+    files = default_question_files()
+    key = tinymodel.checkpoint_cache_key(files, with_versions=False)
+    assert tinymodel.checkpoint_cache_key(files, with_versions=False) == key
+    copy = tmp_path / "model.py"
+    copy.write_text(Path(tinymodel.__file__).read_text() + "\n# reformatted\n")
+    monkeypatch.setattr(tinymodel, "__file__", str(copy))
+    assert tinymodel.checkpoint_cache_key(files, with_versions=False) == key
+    monkeypatch.setattr(tinymodel, "RECIPE_VERSION", tinymodel.RECIPE_VERSION + 1)
+    assert tinymodel.checkpoint_cache_key(files, with_versions=False) != key
+    assert tinymodel.checkpoint_cache_key(files[:1], with_versions=False) != key

@@ -1,0 +1,244 @@
+"""quantgate.decision.decide_case as a table over baseline files in tmp_path: no pytester, no
+server. Each row: which baselines exist, the run, the flags -> what the plugin must do."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from quantgate.baselines import Baseline, baseline_path, identity
+from quantgate.cases import Case
+from quantgate.config import Suite
+from quantgate.decision import decide_case
+from quantgate.report import LIVEBENCH_ROW, VERDICT_ROW
+from quantgate.runs import TaskRun
+
+N = 200
+REF = {str(i): float(i % 2) for i in range(N)}  # right on odd items
+BROKEN = {k: 0.0 for k in REF}  # every odd item lost
+SMALL = {k: REF[k] for k in list(REF)[:20]}  # 20 items: one flip cannot be told from noise
+ONE_FLIP = {**SMALL, "1": 0.0}
+
+
+def make_suite(**task) -> Suite:
+    return Suite(
+        name="s",
+        model="m",
+        precisions={"bf16": {"checkpoint": "org/m"}, "fp8": {"checkpoint": "org/m-fp8"}},
+        tasks={
+            "t": {
+                "runner": "lmeval",
+                "lmeval_task": "x",
+                "metric": "acc,none",
+                "gate": {"method": "paired", "margin": 0.05},
+                **task,
+            }
+        },
+    )
+
+
+def run_of(precision: str, scores: dict, **provenance) -> TaskRun:
+    return TaskRun(task="t", precision=precision, scores=dict(scores), provenance=provenance)
+
+
+def store(root, suite, precision, scores, **provenance):
+    """A baseline of ``precision`` as --snapshot-update would write it (``checkpoint=`` etc.
+    override its identity)."""
+    mine = {**identity(suite, "t", precision), **provenance}
+    path = baseline_path(root, "s", "t", precision)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(Baseline.from_run(run_of(precision, scores), mine).to_json())
+    return path
+
+
+def rows(decision, key=VERDICT_ROW):
+    return [(r["vs"], r["verdict"]) for k, r in decision.rows if k == key]
+
+
+# (stored baselines {precision: scores}, case precision, run scores, update, limit)
+#   -> (outcome, store, verdict rows, text every message must contain)
+TABLE = {
+    "reference, first run: no baseline, with the command that creates it": (
+        {},
+        "bf16",
+        REF,
+        False,
+        None,
+        (
+            "problems",
+            False,
+            [("none", "baseline none")],
+            "pytest -m accuracy --suite s --precision bf16 --snapshot-update",
+        ),
+    ),
+    "reference, --snapshot-update: stored, nothing gated": (
+        {},
+        "bf16",
+        REF,
+        True,
+        None,
+        ("ok", True, [("written", "baseline written")], ""),
+    ),
+    "reference, same as its history: stored (syrupy compares), own-history row": (
+        {"bf16": REF},
+        "bf16",
+        REF,
+        False,
+        None,
+        ("ok", True, [("own history", "pass")], ""),
+    ),
+    "reference, other items than its history: drift": (
+        {"bf16": {"0": 1.0}},
+        "bf16",
+        REF,
+        False,
+        None,
+        ("problems", False, [], "drifted from its own baseline"),
+    ),
+    "candidate, equal to the reference: pass": (
+        {"bf16": REF},
+        "fp8",
+        REF,
+        False,
+        None,
+        ("ok", False, [("bf16", "pass")], ""),
+    ),
+    "candidate, broken: the gate fails it": (
+        {"bf16": REF},
+        "fp8",
+        BROKEN,
+        False,
+        None,
+        ("failed", False, [("bf16", "fail")], "-50.0 pp"),
+    ),
+    "candidate, one flip in 20: inconclusive fails the case": (
+        {"bf16": SMALL},
+        "fp8",
+        ONE_FLIP,
+        False,
+        None,
+        ("problems", False, [("bf16", "inconclusive")], "inconclusive"),
+    ),
+    "candidate, one flip on a --limit smoke run: only a warning": (
+        {"bf16": SMALL},
+        "fp8",
+        ONE_FLIP,
+        False,
+        20,
+        ("warning", False, [("bf16", "inconclusive")], "(--limit 20)"),
+    ),
+    "candidate, --limit pairs with the reference's same items": (
+        {"bf16": REF},
+        "fp8",
+        {k: REF[k] for k in list(REF)[:10]},
+        False,
+        10,
+        ("warning", False, [("bf16", "inconclusive")], ""),
+    ),
+    "candidate, no reference baseline: the command that creates it": (
+        {},
+        "fp8",
+        REF,
+        False,
+        None,
+        ("problems", False, [], "--precision bf16 --snapshot-update"),
+    ),
+    "candidate, with its own history too: gated and stored": (
+        {"bf16": REF, "fp8": REF},
+        "fp8",
+        REF,
+        False,
+        None,
+        ("ok", True, [("bf16", "pass")], ""),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", TABLE)
+def test_decide_case(name, tmp_path):
+    stored, precision, scores, update, limit, expected = TABLE[name]
+    outcome, stores, verdict_rows, text = expected
+    suite = make_suite()
+    for p, items in stored.items():
+        store(tmp_path, suite, p, items)
+    decision = decide_case(
+        Case("s", "t", precision),
+        run_of(precision, scores),
+        suite,
+        baselines_root=tmp_path,
+        update=update,
+        limit=limit,
+    )
+    assert decision.outcome == outcome, (decision.problems, decision.failed, decision.warning)
+    assert decision.store is stores
+    assert rows(decision) == verdict_rows
+    messages = [*decision.problems, decision.failed or "", decision.warning or ""]
+    assert any(text in m for m in messages), messages
+    assert decision.baseline.items == scores
+    json.dumps(decision.rows)  # rows travel through pytest-xdist: plain JSON-safe data
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp8"])
+def test_a_stale_baseline_is_never_used(precision, tmp_path):
+    """A baseline of another checkpoint is reported with the refresh command, not compared."""
+    suite = make_suite()
+    path = store(tmp_path, suite, "bf16", REF, checkpoint="org/other")
+    decision = decide_case(
+        Case("s", "t", precision), run_of(precision, REF), suite, baselines_root=tmp_path
+    )
+    assert decision.outcome == "problems" and not decision.store
+    (message,) = decision.problems
+    assert f"the baseline at {path} is stale" in message
+    assert 'checkpoint: baseline "org/other", suite "org/m"' in message
+    assert "--suite s --precision bf16 --snapshot-update" in message
+    assert rows(decision) == []
+
+
+def test_a_changed_task_makes_every_baseline_stale(tmp_path):
+    store(tmp_path, make_suite(), "bf16", REF)
+    changed = make_suite(limit=10)
+    decision = decide_case(
+        Case("s", "t", "fp8"), run_of("fp8", REF), changed, baselines_root=tmp_path
+    )
+    assert "task_config_hash" in decision.problems[0]
+
+
+def test_update_rewrites_a_stale_reference(tmp_path):
+    suite = make_suite()
+    store(tmp_path, suite, "bf16", REF, checkpoint="org/other")
+    decision = decide_case(
+        Case("s", "t", "bf16"), run_of("bf16", BROKEN), suite, baselines_root=tmp_path, update=True
+    )
+    assert decision.outcome == "ok" and decision.store
+    assert decision.baseline.provenance["checkpoint"] == "org/m"
+
+
+def test_livebench_rows_carry_the_reference_numbers(tmp_path):
+    suite = make_suite()
+    ref_stats = {"official": 0.5, "per_question_mean": 0.5, "n": N, "categories": {}}
+    mine = {"official": 0.4, "per_question_mean": 0.45, "n": N, "categories": {}}
+    store(tmp_path, suite, "bf16", REF, livebench=ref_stats)
+    reference = decide_case(
+        Case("s", "t", "bf16"),
+        run_of("bf16", REF, livebench=ref_stats),
+        suite,
+        baselines_root=tmp_path,
+    )
+    candidate = decide_case(
+        Case("s", "t", "fp8"), run_of("fp8", BROKEN, livebench=mine), suite, baselines_root=tmp_path
+    )
+    (ref_row,) = [r for k, r in reference.rows if k == LIVEBENCH_ROW]
+    (cand_row,) = [r for k, r in candidate.rows if k == LIVEBENCH_ROW]
+    assert ref_row["vs"] is None and ref_row["reference"] is None
+    assert cand_row["vs"] == "bf16" and cand_row["reference"]["official"] == 0.5
+    assert candidate.outcome == "failed" and "Overall (x100" in candidate.failed
+
+
+def test_runs_without_livebench_numbers_record_no_livebench_row(tmp_path):
+    suite = make_suite()
+    store(tmp_path, suite, "bf16", REF)
+    decision = decide_case(
+        Case("s", "t", "fp8"), run_of("fp8", REF), suite, baselines_root=tmp_path
+    )
+    assert rows(decision, LIVEBENCH_ROW) == []
