@@ -141,3 +141,35 @@ def run_code_task(
             **endpoint.provenance(),
         },
     )
+
+
+def code_runner(
+    name: str, *, preflight: Callable[[Suite, str], None], evaluate: Evaluate
+) -> Callable[..., TaskRun]:
+    """A code runner's ``run(task_name, suite, precision, endpoint, *, out_dir, cache_dir,
+    limit=None)`` from what differs between runners: its checks and its ``evaluate``."""
+
+    def run(
+        task_name: str,
+        suite: Suite,
+        precision: str,
+        endpoint: EndpointSource,
+        *,
+        out_dir: Path,
+        cache_dir: Path,
+        limit: int | None = None,
+    ) -> TaskRun:
+        preflight(suite, task_name)
+        return run_code_task(
+            task_name,
+            suite,
+            precision,
+            endpoint,
+            out_dir=out_dir,
+            cache_dir=cache_dir,
+            limit=limit,
+            evaluate=evaluate,
+        )
+
+    run.__doc__ = f"Generate, execute and score a {name} task (the preflight first)."
+    return run

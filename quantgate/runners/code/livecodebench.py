@@ -24,14 +24,11 @@ import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from quantgate.config import CodeTask, Suite
-from quantgate.runners import EndpointSource
 from quantgate.runners.code import common
-from quantgate.runners.code.common import code_settings, request_params, run_code_task
-from quantgate.runs import TaskRun
+from quantgate.runners.code.common import code_runner, code_settings, request_params
 from quantgate.sandbox import Sandbox, Verdict
 from quantgate.scoring.answers import is_truncated
 from quantgate.scoring.lcb import Problem, extract_code, grading_plan, messages
@@ -44,30 +41,6 @@ _VERSIONS = ["v1", "v2", "v3", "v4", "v5", "v6"]
 def preflight(suite: Suite, task_name: str) -> None:
     """Before any server starts: the sandbox and a local ``code.path`` (the common checks)."""
     common.preflight(suite, task_name)
-
-
-def run(
-    task_name: str,
-    suite: Suite,
-    precision: str,
-    endpoint: EndpointSource,
-    *,
-    out_dir: Path,
-    cache_dir: Path,
-    limit: int | None = None,
-) -> TaskRun:
-    """Generate, execute and score a LiveCodeBench task (the preflight first)."""
-    preflight(suite, task_name)
-    return run_code_task(
-        task_name,
-        suite,
-        precision,
-        endpoint,
-        out_dir=out_dir,
-        cache_dir=cache_dir,
-        limit=limit,
-        evaluate=evaluate,
-    )
 
 
 def version_files(tag: str) -> list[str]:
@@ -228,3 +201,8 @@ def evaluate(
             "extraction": code.extraction,
         },
     )
+
+
+#: The runner: the preflight first (no server starts for a case that skips), then generation,
+#: execution in the sandbox and scoring through :func:`~.common.run_code_task`.
+run = code_runner("LiveCodeBench", preflight=preflight, evaluate=evaluate)

@@ -30,10 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from quantgate.config import Suite
-from quantgate.runners import EndpointSource
 from quantgate.runners.code import common
-from quantgate.runners.code.common import MissingData, code_settings, request_params, run_code_task
-from quantgate.runs import TaskRun
+from quantgate.runners.code.common import (
+    MissingData,
+    code_runner,
+    code_settings,
+    request_params,
+)
 from quantgate.sandbox import Sandbox
 from quantgate.scoring import scicode as sc
 from quantgate.scoring.answers import is_truncated
@@ -51,30 +54,6 @@ def preflight(suite: Suite, task_name: str) -> None:
     and the provided steps' code (:class:`MissingData` saying where to get them)."""
     common.preflight(suite, task_name)
     check_targets(suite, task_name)
-
-
-def run(
-    task_name: str,
-    suite: Suite,
-    precision: str,
-    endpoint: EndpointSource,
-    *,
-    out_dir: Path,
-    cache_dir: Path,
-    limit: int | None = None,
-) -> TaskRun:
-    """Generate, execute and score a SciCode task (the preflight first)."""
-    preflight(suite, task_name)
-    return run_code_task(
-        task_name,
-        suite,
-        precision,
-        endpoint,
-        out_dir=out_dir,
-        cache_dir=cache_dir,
-        limit=limit,
-        evaluate=evaluate,
-    )
 
 
 def targets_path(suite: Suite, task_name: str) -> Path | None:
@@ -271,3 +250,8 @@ def evaluate(
             "targets": str(h5),
         },
     )
+
+
+#: The runner: the preflight first (no server starts for a case that skips), then generation,
+#: execution in the sandbox and scoring through :func:`~.common.run_code_task`.
+run = code_runner("SciCode", preflight=preflight, evaluate=evaluate)
