@@ -79,7 +79,9 @@ def option_problems(
 ) -> list[str]:
     """Option combinations that cannot work, each as a message with the fix."""
     problems = []
-    if limit and update:
+    if limit is not None and limit < 1:
+        problems.append(f"--limit {limit}: expected a positive number of items (e.g. --limit 20)")
+    if limit is not None and update:
         problems.append(
             "--limit with --snapshot-update would store a partial baseline; drop "
             "--limit to refresh baselines"

@@ -41,6 +41,7 @@ from quantgate.baselines import (
 )
 from quantgate.cases import Case, refresh_command
 from quantgate.config import Suite
+from quantgate.gate import GateError
 from quantgate.report import (
     LIVEBENCH_ROW,
     VERDICT_ROW,
@@ -86,9 +87,14 @@ def decide_case(
     )
     decision = CaseDecision(baseline=new)
     own_path = baseline_path(baselines_root, case.suite, case.task, case.precision)
-    own = load_baseline(own_path)
     is_reference = case.precision == suite.reference
     refresh = refresh_command(case.suite, case.precision)
+    try:
+        own, unreadable = load_baseline(own_path), False
+    except BaselineError as exc:  # --snapshot-update rewrites it, as the message says
+        own, unreadable = None, True
+        if not update:
+            decision.problems.append(f"{exc}:\n    {refresh}")
 
     if own is not None and not update:
         reasons = stale_reasons(own, mine)
@@ -104,9 +110,10 @@ def decide_case(
             if drift is None or drift.outcome == "fail":
                 decision.problems.append(
                     f"{case.id} drifted from its own baseline {own_path}: "
-                    + (drift.message if drift else "other items")
+                    + (drift.message if drift else _other_items(own.items, run.scores))
+                    + f"; if the change is intended, refresh it with:\n    {refresh}"
                 )
-    elif own is None and is_reference and not update:
+    elif own is None and is_reference and not update and not unreadable:
         decision.problems.append(f"no baseline at {own_path}; create it with:\n    {refresh}")
     decision.store = update or (own is not None and not decision.problems)
 
@@ -140,6 +147,12 @@ def _gate(
         )
     except BaselineError as exc:
         decision.problems.append(str(exc))
+        return
+    except GateError as exc:  # e.g. other items than the reference's
+        decision.problems.append(
+            f"{case.id} cannot be gated against {ref_path}: {exc}; if the task changed, "
+            f"refresh the reference with:\n    {refresh_command(case.suite, reference)}"
+        )
         return
     decision.rows.append((VERDICT_ROW, verdict_record(case.id, reference, verdict)))
     if verdict.outcome == "pass":
@@ -176,3 +189,16 @@ def _livebench(
     record = livebench_record(case.id, stats, reference, ref_stats)
     decision.rows.append((LIVEBENCH_ROW, record))
     return livebench_table([record])
+
+
+def _other_items(stored: dict, scores: dict, shown: int = 5) -> str:
+    """Which items a run has that its baseline has not, and the reverse."""
+    parts = []
+    for side, keys in (
+        ("the baseline", [k for k in stored if k not in scores]),
+        ("this run", [k for k in scores if k not in stored]),
+    ):
+        if keys:
+            more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
+            parts.append(f"{len(keys)} only in {side}: {', '.join(keys[:shown])}{more}")
+    return "other items than its baseline (" + "; ".join(parts) + ")" if parts else "other items"

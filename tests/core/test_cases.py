@@ -124,3 +124,13 @@ def test_refresh_command_quotes():
         "pytest -m accuracy --suite qwen3-32b --precision bf16 --snapshot-update"
     )
     assert "--precision 'a b'" in refresh_command("s", "a b")
+
+
+@pytest.mark.parametrize("limit", [0, -3])
+def test_limit_must_be_positive(limit):
+    """--limit 0 meant different things per runner and slipped past the partial-baseline
+    guard with --snapshot-update."""
+    problems = option_problems(limit=limit, update=False, server_url=None, precisions=[])
+    assert problems == [f"--limit {limit}: expected a positive number of items (e.g. --limit 20)"]
+    with_update = option_problems(limit=limit, update=True, server_url=None, precisions=[])
+    assert any("partial baseline" in p for p in with_update)

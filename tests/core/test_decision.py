@@ -242,3 +242,54 @@ def test_runs_without_livebench_numbers_record_no_livebench_row(tmp_path):
         Case("s", "t", "fp8"), run_of("fp8", REF), suite, baselines_root=tmp_path
     )
     assert rows(decision, LIVEBENCH_ROW) == []
+
+
+def test_an_unreadable_own_baseline_is_absent_under_update(tmp_path):
+    """--snapshot-update rewrites a corrupt file (the fix its own error message names)."""
+    suite = make_suite()
+    path = baseline_path(tmp_path, "s", "t", "bf16")
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    decision = decide_case(
+        Case("s", "t", "bf16"), run_of("bf16", REF), suite, baselines_root=tmp_path, update=True
+    )
+    assert decision.outcome == "ok" and decision.store
+
+
+def test_an_unreadable_own_baseline_is_a_problem_naming_the_file(tmp_path):
+    suite = make_suite()
+    store(tmp_path, suite, "bf16", REF)
+    path = baseline_path(tmp_path, "s", "t", "fp8")
+    path.write_text("[]")
+    decision = decide_case(
+        Case("s", "t", "fp8"), run_of("fp8", REF), suite, baselines_root=tmp_path
+    )
+    assert decision.outcome == "problems" and not decision.store
+    assert str(path) in decision.problems[0]
+    assert "--suite s --precision fp8 --snapshot-update" in decision.problems[0]
+
+
+def test_a_candidate_with_other_items_names_the_reference_and_the_items(tmp_path):
+    """Never a raw GateError: the reference file, how many items differ, the refresh."""
+    suite = make_suite()
+    ref_path = store(tmp_path, suite, "bf16", REF)
+    other = {**{k: v for k, v in REF.items() if k != "7"}, "extra-1": 1.0}
+    decision = decide_case(
+        Case("s", "t", "fp8"), run_of("fp8", other), suite, baselines_root=tmp_path
+    )
+    assert decision.outcome == "problems"
+    (message,) = decision.problems
+    assert str(ref_path) in message
+    assert "1 only in reference: 7" in message and "1 only in candidate: extra-1" in message
+    assert "--suite s --precision bf16 --snapshot-update" in message
+
+
+def test_own_history_drift_over_other_items_says_which(tmp_path):
+    suite = make_suite()
+    store(tmp_path, suite, "bf16", {**REF, "extra-1": 1.0})
+    decision = decide_case(
+        Case("s", "t", "bf16"), run_of("bf16", REF), suite, baselines_root=tmp_path
+    )
+    (message,) = decision.problems
+    assert "drifted from its own baseline" in message
+    assert "1 only in the baseline: extra-1" in message
