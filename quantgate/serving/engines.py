@@ -13,10 +13,14 @@ the cache on first use from the suite's own question files.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+import psutil
 
 from quantgate import tiny
 from quantgate.config import Suite
@@ -62,6 +66,12 @@ class ServerPlan:
         )
 
 
+def session_id() -> str:
+    """This process's session name: its start time (UTC) and pid, e.g. ``20261201T181500Z-4242``."""
+    started = datetime.fromtimestamp(psutil.Process().create_time(), UTC)
+    return f"{started:%Y%m%dT%H%M%SZ}-{os.getpid()}"
+
+
 def cuda_available() -> bool:
     """A CUDA GPU is visible (nvidia-smi, or torch if it is importable)."""
     try:
@@ -105,11 +115,15 @@ def plan_server(
     cache_dir: Path,
     engine: str | None = None,
     worker_id: str | None = None,
+    session: str | None = None,
 ) -> ServerPlan:
     """Decide engine, checkpoint, port, command and environment for one precision.
 
     ``worker_id`` (pytest-xdist's ``gw0``, ``gw1``...) gives the vLLM server its own slice of
-    the visible GPUs (``CUDA_VISIBLE_DEVICES``), ``tensor_parallel_size`` GPUs per worker."""
+    the visible GPUs (``CUDA_VISIBLE_DEVICES``), ``tensor_parallel_size`` GPUs per worker.
+    The server log is ``out_dir/<suite>/<precision>/server-<session>.log`` (default: this
+    process's :func:`session_id`), so two sessions sharing an output folder never write one
+    log."""
     prec, eng = suite.precisions[precision], suite.engine
     kind = resolve_engine(engine or eng.kind)
     model_path = resolve_checkpoint(suite, precision, cache_dir)
@@ -163,7 +177,7 @@ def plan_server(
         argv=argv,
         env=env,
         port=port,
-        log_path=log_dir / "server.log",
+        log_path=log_dir / f"server-{session or session_id()}.log",
         startup_timeout=eng.startup_timeout,
         shutdown_timeout=eng.shutdown_timeout,
         served_model=served,
@@ -237,6 +251,7 @@ class ServerSlot:
         self, root: Path, *, server_url: str | None = None, worker_id: str | None = None
     ) -> None:
         self.root, self.server_url, self.worker_id = Path(root), server_url, worker_id
+        self.session = session_id()  # names this session's server logs
         self._running: tuple[tuple[str, str], Server, ServerPlan] | None = None
         self._endpoint: Endpoint | None = None
 
@@ -255,6 +270,7 @@ class ServerSlot:
                 out_dir=self.root / "runs",
                 cache_dir=self.root / "cache",
                 worker_id=self.worker_id,
+                session=self.session,
             )
             server = start_server(plan).start()
             self._running = (key, server, plan)

@@ -4,6 +4,7 @@ The parser check runs where vllm is importable (a GPU box) and skips with the re
 """
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,38 @@ def test_quantization_needs_vllm(tmp_path):
     )
     with pytest.raises(ValueError, match="needs engine vllm"):
         plan_server(load_suite(suite_file), "bf16", out_dir=tmp_path, cache_dir=tmp_path)
+
+
+def test_each_session_writes_its_own_server_log(tmp_path):
+    """Two sessions sharing a --quantgate-dir interleaved one server.log, so a start error's
+    log tail could be the other session's server."""
+    import subprocess
+    import sys
+
+    from quantgate.serving.engines import ServerSlot, session_id
+
+    suite_file = tmp_path / "s.yaml"
+    suite_file.write_text(
+        "model: m\nengine: {kind: transformers}\nprecisions:\n  bf16: {checkpoint: org/m}\n"
+        "tasks:\n  t: {lmeval_task: x, metric: 'acc,none'}\n"
+    )
+    suite = load_suite(suite_file)
+    plans = [
+        plan_server(suite, "bf16", out_dir=tmp_path, cache_dir=tmp_path, session=name)
+        for name in ("a", "b")
+    ]
+    assert [p.log_path.name for p in plans] == ["server-a.log", "server-b.log"]
+    assert plans[0].log_path.parent == tmp_path / "s" / "bf16"
+    mine = plan_server(suite, "bf16", out_dir=tmp_path, cache_dir=tmp_path)
+    assert mine.log_path.name == f"server-{session_id()}.log"
+    other = subprocess.run(
+        [sys.executable, "-c", "from quantgate.serving.engines import session_id as s; print(s())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert other != session_id() and re.fullmatch(r"\d{8}T\d{6}Z-\d+", other)
+    assert ServerSlot(tmp_path).session == session_id()
 
 
 @pytest.mark.skipif(
