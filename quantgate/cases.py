@@ -138,8 +138,15 @@ def plan_throughput_cases(
 
 
 def case_groups(suites: Mapping[str, Suite], precisions: Sequence[str] = ()) -> dict[str, str]:
-    """Case id -> (suite, precision) group, for every accuracy and throughput case."""
-    groups = {p.case.id: p.case.group for p in plan_cases(suites, precisions)}
+    """Case id -> (suite, precision) group, for every accuracy and throughput case (ids only:
+    no requirement is probed)."""
+    check_precisions(suites, precisions)
+    groups = {
+        Case(name, task, p).id: Case(name, task, p).group
+        for name, suite in suites.items()
+        for p in reference_first(suite, precisions)
+        for task in suite.tasks
+    }
     groups.update(
         {
             f"{name}-{THROUGHPUT}-{p}": f"{name}-{p}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from quantgate.runs import RunError, TaskRun, finish_run
 from quantgate.scoring.answers import final_answer_text, is_truncated
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
-log = logging.getLogger(__name__)
 
 
 def our_task_names() -> set[str]:
@@ -92,7 +90,7 @@ def run(
     import lm_eval
 
     task = suite.tasks[task_name]
-    task_spec(suite, task_name)  # missing data files: before any server starts
+    spec = task_spec(suite, task_name)  # missing data files: before any server starts
     manager = task_manager((task.lmeval_task,))
     endpoint = live_endpoint(endpoint)
     limit = limit if limit is not None else task.limit
@@ -113,7 +111,7 @@ def run(
                 "tokenized_requests": False,
                 "max_retries": 3,
             },
-            tasks=[task_spec(suite, task_name)],
+            tasks=[spec],
             apply_chat_template=True,
             system_instruction=suite.generation.system_instruction,
             gen_kwargs=suite.gen_kwargs(task_name, seed),

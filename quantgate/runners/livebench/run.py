@@ -194,22 +194,6 @@ def resolve_scorer(
     return LiveBenchScorer(), "livebench"
 
 
-def run(
-    task_name: str,
-    suite: Suite,
-    precision: str,
-    endpoint: EndpointSource,
-    *,
-    out_dir: Path,
-    cache_dir: Path,
-    limit: int | None = None,
-) -> TaskRun:
-    """The runner: :func:`run_livebench` with the task's own scorer."""
-    return run_livebench(
-        task_name, suite, precision, endpoint, out_dir=out_dir, cache_dir=cache_dir, limit=limit
-    )
-
-
 def run_livebench(
     task_name: str,
     suite: Suite,
@@ -344,3 +328,8 @@ def _livebench_version(scorer_name: str) -> dict[str, Any]:
         "livebench_source": url.get("url"),
         "livebench_commit": (url.get("vcs_info") or {}).get("commit_id"),
     }
+
+
+#: The runner (``run(task_name, suite, precision, endpoint, *, out_dir, cache_dir, limit)``):
+#: :func:`run_livebench` with the task's own scorer.
+run = run_livebench
