@@ -142,7 +142,7 @@ class Task(_Strict):
     limit: int | None = Field(None, ge=1)
     repeats: int = Field(1, ge=1)
     num_concurrent: int = Field(1, ge=1)
-    timeout: float = Field(3600.0, gt=0)
+    timeout: float = Field(3600.0, gt=0)  # s per request attempt; our client: 2x per request
     gen_kwargs: dict[str, Any] = {}
     data_files: dict[str, str] = {}  # split -> local file (relative to the suite file)
     gate: GateConfig = GateConfig()
