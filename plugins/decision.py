@@ -34,6 +34,8 @@ class BaselineCheck:
             baselines_root=baselines_root(config),
             update=bool(config.getoption("--snapshot-update", False)),
             limit=self.session.limit,
+            accept_drift=config.getoption("--accept-drift"),
+            strict_identity=config.getoption("--strict-identity"),
         )
         self.request.node.user_properties.extend(decision.rows)
         if decision.store:

@@ -35,6 +35,20 @@ def pytest_addoption(parser) -> None:
         "instead of starting a server; the served model comes from /v1/models",
     )
     group.addoption(
+        "--strict-identity",
+        action="store_true",
+        default=False,
+        help="fail (not only warn) when a --server-url deployment's served model does not "
+        "name the suite's checkpoint for the precision",
+    )
+    group.addoption(
+        "--accept-drift",
+        action="store_true",
+        default=False,
+        help="with --snapshot-update: store new baselines even where they fail the gate "
+        "against the ones they replace (an intended change of the model or the task)",
+    )
+    group.addoption(
         "--limit",
         type=int,
         default=None,

@@ -75,10 +75,19 @@ def check_precisions(suites: Mapping[str, Suite], wanted: Sequence[str]) -> None
 
 
 def option_problems(
-    *, limit: int | None, update: bool, server_url: str | None, precisions: Sequence[str]
+    *,
+    limit: int | None,
+    update: bool,
+    server_url: str | None,
+    precisions: Sequence[str],
+    accept_drift: bool = False,
 ) -> list[str]:
     """Option combinations that cannot work, each as a message with the fix."""
     problems = []
+    if accept_drift and not update:
+        problems.append(
+            "--accept-drift only applies when baselines are written: add --snapshot-update"
+        )
     if limit is not None and limit < 1:
         problems.append(f"--limit {limit}: expected a positive number of items (e.g. --limit 20)")
     if limit is not None and update:

@@ -4,15 +4,22 @@
     >>> decision.failed, decision.problems, decision.warning, decision.store       # doctest: +SKIP
     (None, [], None, True)
 
-Three checks, in this order:
+Four checks, in this order:
 
+0. **What answered**: a ``--server-url`` deployment's served model id (recorded in the
+   baseline's provenance as ``served_model``) must name the suite's checkpoint for the
+   precision (the same id, or the same last path component, case-insensitively); otherwise a
+   ``warning``, or a problem with ``strict_identity``.
 1. **Own history** (not with ``update``): a precision's stored baseline must not be stale (its
    identity differs from the suite's) and the run must not drift from it beyond the gate's
    tolerance. The reference precision must have a baseline (the message gives the command
    that creates it); a candidate without one is fine, it is gated against the reference.
 2. **Storing**: with ``update``, or when the own baseline exists and nothing is wrong, the new
    baseline goes to the snapshot assertion (``store``): syrupy writes it with
-   ``--snapshot-update`` and otherwise checks it matches.
+   ``--snapshot-update`` and otherwise checks it matches. With ``update``, the new baseline is
+   first gated against the comparable one it replaces (a "replaced" row shows the drift); one
+   that FAILs against it is not stored unless ``accept_drift`` (``--accept-drift``): a server
+   serving another model must not silently become the reference.
 3. **The gate** (candidates only): the run against the reference's stored per-item scores.
    "fail" sets ``failed`` (the case fails as the gate's verdict, what a planted broken precision
    must produce); "inconclusive" is a problem, or only a ``warning`` on a ``--limit`` smoke run,
@@ -62,6 +69,9 @@ class CaseDecision:
     problems: list[str] = field(default_factory=list)  # the case fails with these
     warning: str | None = None  # the case passes with this warning
 
+    def warn(self, text: str) -> None:
+        self.warning = f"{self.warning}\n{text}" if self.warning else text
+
     @property
     def outcome(self) -> str:
         """``failed`` | ``problems`` | ``warning`` | ``ok`` (what the plugin will do)."""
@@ -78,6 +88,8 @@ def decide_case(
     baselines_root: Path,
     update: bool = False,
     limit: int | None = None,
+    accept_drift: bool = False,
+    strict_identity: bool = False,
 ) -> CaseDecision:
     """Decide one case from its run and the baseline files under ``baselines_root``."""
     task = suite.tasks[case.task]
@@ -86,6 +98,12 @@ def decide_case(
         run, {**mine, **host_provenance()}, gate=task.gate.model_dump(mode="json")
     )
     decision = CaseDecision(baseline=new)
+    mismatch = served_model_mismatch(run, suite, case.precision)
+    if mismatch:
+        if strict_identity:
+            decision.problems.append(f"{case.id}: {mismatch} (--strict-identity)")
+        else:
+            decision.warn(f"{case.id}: {mismatch}; --strict-identity makes this an error")
     own_path = baseline_path(baselines_root, case.suite, case.task, case.precision)
     is_reference = case.precision == suite.reference
     refresh = refresh_command(case.suite, case.precision)
@@ -115,17 +133,53 @@ def decide_case(
                 )
     elif own is None and is_reference and not update and not unreadable:
         decision.problems.append(f"no baseline at {own_path}; create it with:\n    {refresh}")
-    decision.store = update or (own is not None and not decision.problems)
+    # --snapshot-update: the new baseline against the comparable one it replaces (None: another
+    # identity or other items, a deliberate change with nothing to gate)
+    replaced = drift_verdict(own, new) if update and own is not None else None
+    refused = replaced is not None and replaced.outcome == "fail" and not accept_drift
+    if replaced is not None:
+        decision.rows.append((VERDICT_ROW, verdict_record(case.id, "replaced", replaced)))
+    if refused:
+        decision.problems.append(
+            f"{case.id}: not replacing {own_path}: the new run fails against it "
+            f"({replaced.message}); was the right server answering? If the change is intended, "
+            f"store it with:\n    {refresh} --accept-drift"
+        )
+    decision.store = (update and not refused) or (own is not None and not decision.problems)
 
     if not is_reference:
         _gate(decision, case, run, suite, baselines_root, limit)
-    elif own is None or update:
+    elif replaced is None and (own is None or update):
         decision.rows.append(
             (VERDICT_ROW, verdict_record(case.id, "written" if update else "none", None, run=run))
         )
     if is_reference:
         _livebench(decision, case, run)
     return decision
+
+
+def served_model_mismatch(run: TaskRun, suite: Suite, precision: str) -> str | None:
+    """For an external deployment: why its served model id does not name the suite's checkpoint
+    for ``precision`` (None when it does, or when our own server answered)."""
+    served = run.provenance.get("served_model")
+    checkpoint = suite.precisions[precision].checkpoint
+    if not served or _model_names_match(served, checkpoint):
+        return None
+    where = run.provenance.get("endpoint") or "the endpoint"
+    return (
+        f"{where} serves {served!r}, not the suite's {precision} checkpoint {checkpoint!r}; "
+        "is this the deployment you mean to gate?"
+    )
+
+
+def _model_names_match(served: str, checkpoint: str) -> bool:
+    """Same id, or same last path component (a local path or a served name without the org),
+    case-insensitively; ``tiny://fp8`` matches ``.../tiny-fp8``."""
+
+    def last(name: str) -> str:
+        return name.strip().rstrip("/").replace("tiny://", "tiny-").rsplit("/", 1)[-1].lower()
+
+    return served.strip().lower() == checkpoint.strip().lower() or last(served) == last(checkpoint)
 
 
 def _gate(
@@ -164,7 +218,7 @@ def _gate(
     elif limit is None:
         decision.problems.append(text)
     else:  # a --limit smoke run checks the chain, it cannot settle the gate
-        decision.warning = f"{case.id} (--limit {limit}): {text}"
+        decision.warn(f"{case.id} (--limit {limit}): {text}")
 
 
 def _livebench(

@@ -12,8 +12,10 @@ case is skipped with the message as its reason); one that ran and broke raises
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,19 +31,84 @@ class Endpoint:
     model: str  # the served model name, sent exactly as the server expects it
     engine: str = "external"  # vllm | transformers | external
     engine_version: str | None = None
-    checkpoint: str | None = None
+    checkpoint: str | None = None  # as the suite names it; for external endpoints the URL given
+    revision: str | None = None  # what pins the checkpoint's weights (the tiny model's build key)
 
     @property
     def chat_completions_url(self) -> str:
         return self.base_url.rstrip("/") + "/chat/completions"
 
+    @property
+    def external(self) -> bool:
+        return self.engine == "external"
+
     def provenance(self) -> dict[str, str | None]:
-        """What a baseline records about the server (the URL only for external endpoints)."""
+        """What a baseline records about the server (URL and served model only for external
+        endpoints: a managed server's are this session's port and the name it was given)."""
         return {
             "engine": self.engine,
             "engine_version": self.engine_version,
-            "endpoint": self.base_url if self.engine == "external" else None,
+            "endpoint": self.base_url if self.external else None,
+            "served_model": self.model if self.external else None,
         }
+
+    def answerer(self) -> dict[str, str | None]:
+        """What answers this endpoint's requests, for the generation caches (see
+        :func:`answerer_identity`)."""
+        if self.external:
+            return answerer_identity(
+                engine=self.engine,
+                engine_version=self.engine_version,
+                endpoint=self.base_url,
+                served_model=self.model,
+            )
+        return answerer_identity(
+            engine=self.engine,
+            engine_version=self.engine_version,
+            checkpoint=self.checkpoint,
+            revision=self.revision,
+        )
+
+
+def answerer_identity(
+    *,
+    engine: str,
+    engine_version: str | None = None,
+    checkpoint: str | None = None,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    served_model: str | None = None,
+) -> dict[str, str | None]:
+    """What answered a request, as the generation caches key it: a managed server by engine,
+    engine version, checkpoint and revision (its port and served name change every session); an
+    external deployment by its URL, served model id and (when it says) engine version. Two
+    answerers with different identities never share a cached answer."""
+    return {
+        "engine": engine,
+        "engine_version": engine_version,
+        "checkpoint": checkpoint,
+        "revision": revision,
+        "endpoint": endpoint,
+        "served_model": served_model,
+    }
+
+
+def answerer_key(answerer: Mapping[str, Any]) -> str:
+    """A short stable hash of an :func:`answerer_identity` (a cache folder name)."""
+    text = json.dumps(dict(answerer), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class PendingEndpoint:
+    """A server not started yet whose answerer is already known: runners key their caches by
+    ``answerer`` and call the object (``start``) only when a request must be sent."""
+
+    answerer: dict[str, str | None]
+    start: Callable[[], Endpoint]
+
+    def __call__(self) -> Endpoint:
+        return self.start()
 
 
 @dataclass

@@ -4,7 +4,11 @@
 
 ``endpoint`` is a :class:`~quantgate.runs.Endpoint` or a zero-argument callable returning one
 (:data:`EndpointSource`): a runner calls it (:func:`live_endpoint`) only after its checks, so no
-server starts for a case that skips, and LiveBench only when answers must be generated.
+server starts for a case that skips, and LiveBench only when answers must be generated. Every
+generation cache is keyed by :func:`answerer_of` the source (engine, version, checkpoint and
+revision of a managed server; URL and served model id of an external one), so answers of one
+server are never graded as another's; a :class:`~quantgate.runs.PendingEndpoint` says its
+answerer without starting anything.
 
 - :mod:`.registry`: ``RUNNERS`` (runner name -> run) and ``run_case``, which picks the runner of a
   suite task and lays out ``<root>/runs/...`` and ``<root>/cache/...``;
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from quantgate.runs import Endpoint
+from quantgate.runs import Endpoint, PendingEndpoint
 
 EndpointSource = Endpoint | Callable[[], Endpoint]
 
@@ -29,3 +33,11 @@ EndpointSource = Endpoint | Callable[[], Endpoint]
 def live_endpoint(endpoint: EndpointSource) -> Endpoint:
     """The endpoint itself, or what the callable returns (e.g. after starting the server)."""
     return endpoint() if callable(endpoint) else endpoint
+
+
+def answerer_of(endpoint: EndpointSource) -> dict[str, str | None]:
+    """What will answer: a pending endpoint's declared answerer, else the live endpoint's (a bare
+    callable is called, i.e. its server started, to find out)."""
+    if isinstance(endpoint, PendingEndpoint):
+        return endpoint.answerer
+    return live_endpoint(endpoint).answerer()

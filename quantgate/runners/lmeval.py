@@ -6,9 +6,11 @@
 
 lm-eval runs in-process (``simple_evaluate`` with ``local-chat-completions``, untokenized
 requests); its TaskManager is built once per tuple of task names (:func:`task_manager`). Its
-sqlite request cache lives under ``cache_dir/<suite>/<precision>/<task>/<hash>``, so a re-run
-re-scores and re-gates without generating again. Repeats are separate passes with their own seed
-and cache (lm-eval's own ``repeats`` share one cache key), averaged per item. Local data files
+sqlite request cache lives under ``cache_dir/<suite>/<precision>/<task>/<hash>``
+(:func:`cache_key`: the task, the precision and what answered), so a re-run against the same
+server re-scores and re-gates without generating again, and another server never gets those
+answers. Repeats are separate passes with their own seed and cache (lm-eval's own ``repeats``
+share one cache key), averaged per item. Local data files
 are checked before ``endpoint`` is called (a callable starts no server for a broken case).
 """
 
@@ -67,11 +69,15 @@ def task_spec(suite: Suite, task_name: str) -> str | dict[str, Any]:
     return {"group": f"quantgate_{suite.name}_{task_name}", "task": [override]}
 
 
-def cache_key(suite: Suite, task_name: str, precision: str) -> str:
-    """Hash of everything that determines the generations (not the gate)."""
+def cache_key(
+    suite: Suite, task_name: str, precision: str, answerer: dict[str, Any] | None = None
+) -> str:
+    """Hash of everything that determines the generations (not the gate): the task config, the
+    suite's precision entry and what answered (:meth:`~quantgate.runs.Endpoint.answerer`)."""
     payload = {
         "task_config": suite.task_config_hash(task_name),
         "precision": suite.precisions[precision].model_dump(mode="json"),
+        "answerer": answerer,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -94,7 +100,8 @@ def run(
     manager = task_manager((task.lmeval_task,))
     endpoint = live_endpoint(endpoint)
     limit = limit if limit is not None else task.limit
-    cache = cache_dir / suite.name / precision / task_name / cache_key(suite, task_name, precision)
+    key = cache_key(suite, task_name, precision, endpoint.answerer())
+    cache = cache_dir / suite.name / precision / task_name / key
     cache.mkdir(parents=True, exist_ok=True)
     per_item: dict[str, list[float]] = {}
     samples: list[dict[str, Any]] = []

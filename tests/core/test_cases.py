@@ -104,6 +104,8 @@ def test_option_problems():
     assert "partial baseline" in option_problems(**{**ok, "limit": 5, "update": True})[0]
     assert "exactly one --precision" in option_problems(**{**ok, "server_url": "http://x"})[0]
     assert option_problems(**{**ok, "server_url": "http://x", "precisions": ["fp8"]}) == []
+    assert "add --snapshot-update" in option_problems(**{**ok, "accept_drift": True})[0]
+    assert option_problems(**{**ok, "accept_drift": True, "update": True}) == []
 
 
 def test_throughput_cases_only_for_suites_with_a_section():

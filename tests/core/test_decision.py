@@ -80,6 +80,22 @@ TABLE = {
         None,
         ("ok", True, [("written", "baseline written")], ""),
     ),
+    "reference, --snapshot-update like the baseline it replaces: stored, drift shown": (
+        {"bf16": REF},
+        "bf16",
+        REF,
+        True,
+        None,
+        ("ok", True, [("replaced", "pass")], ""),
+    ),
+    "reference, --snapshot-update failing against the one it replaces: refused": (
+        {"bf16": REF},
+        "bf16",
+        BROKEN,
+        True,
+        None,
+        ("problems", False, [("replaced", "fail")], "--snapshot-update --accept-drift"),
+    ),
     "reference, same as its history: stored (syrupy compares), own-history row": (
         {"bf16": REF},
         "bf16",
@@ -215,6 +231,73 @@ def test_update_rewrites_a_stale_reference(tmp_path):
     )
     assert decision.outcome == "ok" and decision.store
     assert decision.baseline.provenance["checkpoint"] == "org/m"
+
+
+def test_accept_drift_stores_a_reference_that_fails_against_the_old_one(tmp_path):
+    suite = make_suite()
+    store(tmp_path, suite, "bf16", REF)
+    decision = decide_case(
+        Case("s", "t", "bf16"),
+        run_of("bf16", BROKEN),
+        suite,
+        baselines_root=tmp_path,
+        update=True,
+        accept_drift=True,
+    )
+    assert decision.outcome == "ok" and decision.store
+    assert rows(decision) == [("replaced", "fail")]
+
+
+EXTERNAL = {"engine": "external", "endpoint": "http://gpu-7:8000/v1"}
+
+
+@pytest.mark.parametrize(
+    "served, checkpoint, matches",
+    [
+        ("org/m-fp8", "org/m-fp8", True),
+        ("/models/M-FP8", "org/m-fp8", True),  # a local path, another case
+        ("m-fp8", "org/m-fp8", True),  # --served-model-name without the org
+        ("other-model-7b", "org/m-fp8", False),
+        ("org/m", "org/m-fp8", False),  # the BF16 model served as the fp8 deployment
+    ],
+)
+def test_a_deployment_serving_another_model_warns(served, checkpoint, matches, tmp_path):
+    suite = make_suite()
+    fp8 = suite.precisions["fp8"].model_copy(update={"checkpoint": checkpoint})
+    suite = suite.model_copy(update={"precisions": {**suite.precisions, "fp8": fp8}})
+    store(tmp_path, suite, "bf16", REF)
+    run = run_of("fp8", REF, served_model=served, **EXTERNAL)
+    decision = decide_case(Case("s", "t", "fp8"), run, suite, baselines_root=tmp_path)
+    assert decision.baseline.provenance["served_model"] == served  # recorded with the baseline
+    if matches:
+        assert decision.outcome == "ok", decision.warning
+        return
+    assert decision.outcome == "warning" and rows(decision) == [("bf16", "pass")]
+    assert f"http://gpu-7:8000/v1 serves {served!r}" in decision.warning
+    assert f"fp8 checkpoint {checkpoint!r}" in decision.warning
+    strict = decide_case(
+        Case("s", "t", "fp8"), run, suite, baselines_root=tmp_path, strict_identity=True
+    )
+    assert strict.outcome == "problems" and "(--strict-identity)" in strict.problems[0]
+
+
+def test_a_tiny_checkpoint_is_named_by_its_variant():
+    from quantgate.decision import _model_names_match
+
+    assert _model_names_match("quantgate/tiny-fp8", "tiny://fp8")
+    assert not _model_names_match("quantgate/tiny-bf16", "tiny://fp8")
+
+
+def test_a_deployment_serving_another_model_cannot_replace_the_reference(tmp_path):
+    """Probe #23: a server serving another model overwrote bf16.json 100 % -> 0.7 % and passed."""
+    suite = make_suite()
+    path = store(tmp_path, suite, "bf16", REF)
+    before = path.read_text()
+    run = run_of("bf16", BROKEN, served_model="other-model-7b", **EXTERNAL)
+    decision = decide_case(Case("s", "t", "bf16"), run, suite, baselines_root=tmp_path, update=True)
+    assert decision.outcome == "problems" and not decision.store
+    assert "other-model-7b" in decision.warning and "not replacing" in decision.problems[0]
+    assert path.read_text() == before
 
 
 def test_livebench_rows_carry_the_reference_numbers(tmp_path):

@@ -76,7 +76,7 @@ def test_livebench_scorers_judge_the_fixture_and_show_livebench_result_reads_it(
     assert stats["official"] == pytest.approx((0.875 + 0.5 + 0.5 + 0.5) / 4)
     assert stats["per_question_mean"] == pytest.approx(6.25 / 10)
 
-    tree = tree_dir(tmp_path / "cache", suite, "livebench", "bf16")
+    tree = tree_dir(tmp_path / "cache", suite, "livebench", "bf16", server.endpoint().answerer())
     judgments = [
         r for p in (tree / "data").rglob("ground_truth_judgment.jsonl") for _, r in read_jsonl(p)
     ]

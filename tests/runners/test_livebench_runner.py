@@ -26,6 +26,7 @@ from quantgate.runners.livebench import (
 )
 from quantgate.runners.livebench.answers import model_name, request_params, tree_dir
 from quantgate.runners.livebench.judge import answer_text, judge, write_judgments
+from quantgate.runs import PendingEndpoint
 from quantgate.scoring.livebench import read_judgments, summarize
 from quantgate.suites import load_suite
 from quantgate.tasks.scoring import livebench_tiny_score
@@ -119,7 +120,8 @@ def test_answers_are_written_in_livebench_format(tmp_path, chat_server):
         "max_tokens": 32,
         "seed": 7,
     }
-    data = tree_dir(tmp_path / "cache", suite, "livebench", "bf16") / "data" / "live_bench"
+    tree = tree_dir(tmp_path / "cache", suite, "livebench", "bf16", server.endpoint().answerer())
+    data = tree / "data" / "live_bench"
     rows = [
         r for _, r in read_jsonl(data / "reasoning" / "calendar" / "model_answer" / "lb-bf16.jsonl")
     ]
@@ -283,7 +285,8 @@ def test_eval_errors_fail_the_run_with_their_messages_and_are_written(tmp_path, 
             cache_dir=tmp_path / "cache",
             scorer=scorer,
         )
-    data = tree_dir(tmp_path / "cache", suite, "livebench", "bf16") / "data" / "live_bench"
+    tree = tree_dir(tmp_path / "cache", suite, "livebench", "bf16", server.endpoint().answerer())
+    data = tree / "data" / "live_bench"
     (error,) = [
         j
         for j in read_judgments(
@@ -309,7 +312,8 @@ def test_a_rerun_with_answers_present_only_judges(tmp_path, chat_server):
 
     # another scorer re-judges the stored answers: no request, no server
     odd = lambda q, text: float(q["task"] != "arith_product")  # noqa: E731
-    again = run_livebench("livebench", suite, "bf16", no_server, scorer=odd, **kwargs)
+    pending = PendingEndpoint(server.endpoint().answerer(), no_server)
+    again = run_livebench("livebench", suite, "bf16", pending, scorer=odd, **kwargs)
     assert len(server.bodies) == 48 and set(again.scores) == set(first.scores)
     stats = again.provenance["livebench"]
     assert stats["per_question_mean"] == pytest.approx(36 / 48)
@@ -317,7 +321,7 @@ def test_a_rerun_with_answers_present_only_judges(tmp_path, chat_server):
     assert stats["categories"]["math"] == {"official": 0.5, "mean": pytest.approx(24 / 36), "n": 36}
     assert again.provenance["engine"] == "external"  # from the stored answers
     # a lost answer comes back from the request cache; without that cache, one request is sent
-    tree = tree_dir(tmp_path / "cache", suite, "livebench", "bf16")
+    tree = tree_dir(tmp_path / "cache", suite, "livebench", "bf16", server.endpoint().answerer())
     answers = (
         tree
         / "data"

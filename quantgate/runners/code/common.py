@@ -11,9 +11,11 @@ through ``client`` and runs every program in ``box`` (:mod:`.livecodebench`, :mo
 this module imports neither runner.
 
 Generations go through the shared :class:`~quantgate.serving.client.ChatClient`; its sqlite cache
-lives under ``cache_dir/<suite>/<precision>/<task>/`` and is keyed by the precision's checkpoint
-and served model, so a re-run re-scores without generating and nothing is shared across
-precisions. Execution results are never cached: every run executes every program again.
+lives under ``cache_dir/<suite>/<precision>/<task>/`` and is keyed by what answered
+(:meth:`~quantgate.runs.Endpoint.answerer`: engine, version, checkpoint and revision, or an
+external deployment's URL and served model), so a re-run against the same server re-scores
+without generating and nothing is shared across precisions or servers. Execution results are
+never cached: every run executes every program again.
 
 Items: one per problem (LiveCodeBench; SciCode by default), its score the fraction of repeats
 that pass every test (the unbiased pass@1 estimate c/n).
@@ -29,7 +31,7 @@ from typing import Any
 from quantgate import config
 from quantgate.config import CodeTask, Suite
 from quantgate.runners import EndpointSource, live_endpoint
-from quantgate.runs import Endpoint, NotRunnable, RunError, TaskRun, finish_run
+from quantgate.runs import Endpoint, NotRunnable, RunError, TaskRun, answerer_key, finish_run
 from quantgate.sandbox import Limits, Sandbox
 from quantgate.serving.client import ChatClient
 
@@ -64,12 +66,12 @@ def chat_client(
     suite: Suite, task_name: str, precision: str, endpoint: Endpoint, cache_dir: Path
 ) -> ChatClient:
     task = suite.tasks[task_name]
-    identity = f"{suite.name}/{precision}/{endpoint.checkpoint}/{endpoint.model}"
     return ChatClient(
         endpoint,
-        identity=identity,
+        identity=f"{suite.name}/{precision}/{answerer_key(endpoint.answerer())}",
         concurrency=task.num_concurrent,
         timeout=task.timeout,
+        deadline=2 * task.timeout,  # one slow answer and a retry, backoff included
         progress=True,
         cache_path=cache_dir / suite.name / precision / task_name / "requests.sqlite",
     )

@@ -1,7 +1,7 @@
 """LiveBench answers: the cache tree, the requests, ``model_answer/<model>.jsonl``.
 
-    tree = tree_dir(cache_dir, suite, "livebench", "fp8")   # one per (suite, precision, release,
-    data = tree / "data" / "live_bench"                      #          generation settings)
+    tree = tree_dir(cache_dir, suite, "livebench", "fp8", endpoint.answerer())
+    data = tree / "data" / "live_bench"  # per suite, precision, release, generation, answerer
     answers = read_answers(data, model_name(suite, "fp8"), questions)
 
 Rows are LiveBench's answer format (``question_id, answer_id, model_id, choices: [{index, turns}],
@@ -21,7 +21,7 @@ from typing import Any
 from quantgate import config
 from quantgate.config import Suite
 from quantgate.jsonl import read_jsonl, write_jsonl
-from quantgate.runs import Endpoint
+from quantgate.runs import Endpoint, answerer_key
 from quantgate.serving.client import ChatClient, ChatRequest
 
 
@@ -34,12 +34,20 @@ def request_params(suite: Suite, task_name: str, question: dict) -> dict[str, An
     )
 
 
-def tree_dir(cache_dir: Path, suite: Suite, task_name: str, precision: str) -> Path:
-    """The LiveBench tree of one (suite, precision, release, generation settings)."""
+def tree_dir(
+    cache_dir: Path,
+    suite: Suite,
+    task_name: str,
+    precision: str,
+    answerer: dict[str, Any] | None = None,
+) -> Path:
+    """The LiveBench tree of one (suite, precision, release, generation settings, answerer:
+    :meth:`~quantgate.runs.Endpoint.answerer`)."""
     payload = {
         "precision": suite.precisions[precision].model_dump(mode="json"),
         "generation": suite.generation.model_dump(mode="json"),
         "gen_kwargs": suite.tasks[task_name].gen_kwargs,
+        "answerer": answerer,
     }
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir) / suite.name / precision / suite.tasks[task_name].release / key
@@ -114,9 +122,10 @@ def generate(
     client = ChatClient(
         endpoint,
         cache_path=cache / "requests.sqlite",
-        identity=endpoint.checkpoint or endpoint.model,
+        identity=answerer_key(endpoint.answerer()),
         concurrency=task.num_concurrent,
         timeout=task.timeout,
+        deadline=2 * task.timeout,  # one slow answer and a retry, backoff included
     )
     system = suite.generation.system_instruction
     requests = [

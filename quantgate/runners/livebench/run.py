@@ -37,7 +37,7 @@ from typing import Any
 
 from quantgate.config import Suite
 from quantgate.jsonl import atomic_write_text, read_jsonl, write_jsonl
-from quantgate.runners import EndpointSource, live_endpoint
+from quantgate.runners import EndpointSource, answerer_of, live_endpoint
 from quantgate.runners.livebench.answers import (
     generate,
     model_name,
@@ -205,11 +205,13 @@ def run_livebench(
     limit: int | None = None,
     scorer: Scorer | None = None,
 ) -> TaskRun:
-    """Generate what is missing, judge everything, return per-question scores. ``endpoint`` may
-    be a callable: it is called only when answers have to be generated."""
+    """Generate what is missing, judge everything, return per-question scores. The answers are
+    kept per answerer (:func:`~quantgate.runners.answerer_of`); a
+    :class:`~quantgate.runs.PendingEndpoint` is started only when answers have to be
+    generated."""
     questions = select_questions(suite, task_name, limit)
     scorer, scorer_name = resolve_scorer(suite, task_name, questions, scorer)
-    tree = tree_dir(cache_dir, suite, task_name, precision)
+    tree = tree_dir(cache_dir, suite, task_name, precision, answerer_of(endpoint))
     data, model = tree / "data" / "live_bench", model_name(suite, precision)
     for folder, rows in _by_task(data, questions).items():
         folder.mkdir(parents=True, exist_ok=True)
