@@ -43,21 +43,50 @@ class GateSession:
 
     def run(self, case):
         from quantgate.runners.registry import run_case
-        from quantgate.runs import NotRunnable, RunError
+        from quantgate.runs import NotRunnable
 
+        suite = self.suites[case.suite]
         try:
             return run_case(
-                self.suites[case.suite],
+                suite,
                 case.task,
                 case.precision,
-                lambda: self.endpoint(case),
+                self.servers.pending(suite, case.precision),
                 root=self.root,
                 limit=self.limit,
             )
         except NotRunnable as exc:  # a package or data file is missing: the reason says which
-            pytest.skip(str(exc))
-        except RunError as exc:
-            pytest.fail(f"{case.id}: {exc}", pytrace=False)
+            skipped, message = True, str(exc)
+        except Exception as exc:  # every failure of a run is reported as text, no traceback
+            skipped, message = False, f"{case.id}: {self._failure(exc)}"
+        # outside the except blocks, so pytest shows the message alone, not the exception chain
+        if skipped:
+            pytest.skip(message)
+        pytest.fail(message, pytrace=False)
+
+    def _failure(self, exc: Exception) -> str:
+        """What a run's exception means: the server died (requests failing because it is
+        gone), a RunError's message, or else the native traceback — not pytest's AST-based
+        repr, which crashes CPython 3.11.7 on long lm-eval/aiohttp tracebacks
+        (python/cpython#106905)."""
+        from quantgate.runs import RunError
+
+        died = self.servers.died()
+        if died is not None:
+            return died
+        return str(exc) if isinstance(exc, RunError) else native_traceback(exc)
+
+
+def native_traceback(exc: BaseException, keep: int = 60) -> str:
+    """The exception's own line, then its traceback as Python prints it (the last ``keep``
+    lines)."""
+    import traceback
+
+    summary = "".join(traceback.format_exception_only(exc)).strip()
+    lines = "".join(traceback.format_exception(exc)).rstrip().splitlines()
+    if len(lines) > keep:
+        lines = [f"... ({len(lines) - keep} earlier lines left out)", *lines[-keep:]]
+    return "\n".join([summary, *lines])
 
 
 def gate_session(config: pytest.Config) -> GateSession:
@@ -102,6 +131,7 @@ def pytest_configure(config: pytest.Config) -> None:
         update=bool(config.getoption("--snapshot-update", False)),
         server_url=config.getoption("--server-url"),
         precisions=config.getoption("--precision"),
+        accept_drift=config.getoption("--accept-drift"),
     )
     if problems:
         raise pytest.UsageError("\n".join(problems))

@@ -24,9 +24,10 @@ import psutil
 
 from quantgate import tiny
 from quantgate.config import Suite
-from quantgate.runs import Endpoint
+from quantgate.runs import Endpoint, PendingEndpoint, answerer_identity
 from quantgate.serving.servers import (
     Server,
+    ServerError,
     chat_warmup,
     free_port,
     models_include,
@@ -55,6 +56,7 @@ class ServerPlan:
     shutdown_timeout: float
     served_model: str
     checks: list = field(default_factory=list)
+    revision: str | None = None  # tiny.revision: what pins a tiny:// checkpoint's weights
 
     def endpoint(self, base_url: str) -> Endpoint:
         return Endpoint(
@@ -63,6 +65,7 @@ class ServerPlan:
             engine=self.engine,
             engine_version=self.engine_version,
             checkpoint=self.checkpoint,
+            revision=self.revision,
         )
 
 
@@ -182,6 +185,20 @@ def plan_server(
         shutdown_timeout=eng.shutdown_timeout,
         served_model=served,
         checks=checks,
+        revision=tiny.revision(suite, precision),
+    )
+
+
+def managed_answerer(suite: Suite, precision: str, engine: str | None = None) -> dict:
+    """The answerer (:func:`~quantgate.runs.answerer_identity`) of the server
+    :func:`plan_server` would start, known without building or starting anything; equal to
+    ``plan.endpoint(url).answerer()``."""
+    kind = resolve_engine(engine or suite.engine.kind)
+    return answerer_identity(
+        engine=kind,
+        engine_version=engine_version(kind),
+        checkpoint=suite.precisions[precision].checkpoint,
+        revision=tiny.revision(suite, precision),
     )
 
 
@@ -200,28 +217,39 @@ def start_server(plan: ServerPlan) -> Server:
 
 
 def external_endpoint(server_url: str) -> Endpoint:
-    """An already running OpenAI-compatible server: the served model comes from ``/v1/models``."""
+    """An already running OpenAI-compatible server: the served model comes from ``/v1/models``,
+    the engine version from ``/version`` where the server has one (vLLM does)."""
+    import http.client
+
     from quantgate.serving.servers import http_json
 
     base = server_url.rstrip("/")
     base = base if base.endswith("/v1") else base + "/v1"
     try:
         status, body = http_json(f"{base}/models", timeout=30)
-    except OSError as exc:
-        raise ConnectionError(
-            f"--server-url {server_url}: cannot reach {base}/models ({exc})"
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # ValueError: a bad URL
+        raise ServerError(
+            f"--server-url {server_url}: cannot reach {base}/models ({type(exc).__name__}: {exc})"
         ) from None
-    ids = (
-        [m.get("id") for m in body.get("data", [])]
-        if status == 200 and isinstance(body, dict)
-        else []
-    )
+    data = body.get("data") if status == 200 and isinstance(body, dict) else None
+    ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
     if len(ids) != 1:
-        raise ConnectionError(
+        raise ServerError(
             f"--server-url {server_url}: {base}/models answered HTTP {status} "
             f"with models {ids}; expected exactly one served model"
         )
-    return Endpoint(base_url=base, model=ids[0], engine="external", checkpoint=server_url)
+    try:
+        status, body = http_json(base.removesuffix("/v1") + "/version", timeout=5)
+        found = body.get("version") if status == 200 and isinstance(body, dict) else None
+    except (OSError, http.client.HTTPException, ValueError):
+        found = None
+    return Endpoint(
+        base_url=base,
+        model=ids[0],
+        engine="external",
+        engine_version=str(found) if found else None,
+        checkpoint=server_url,
+    )
 
 
 def stop_server(server: Server, plan: ServerPlan) -> None:
@@ -240,12 +268,17 @@ class ServerSlot:
 
         slot = ServerSlot(root=Path(".quantgate"))
         endpoint = slot.endpoint(suite, "bf16")   # starts bf16's server
-        endpoint = slot.endpoint(suite, "bf16")   # the same one
+        endpoint = slot.endpoint(suite, "bf16")   # the same one (if it still runs)
         endpoint = slot.endpoint(suite, "fp8")    # stops bf16's (GPU memory freed), starts fp8's
         slot.stop()
 
     With ``server_url`` no process is ever started: every precision is that deployment.
-    ``worker_id`` (pytest-xdist's ``gw0`` ...) gives the servers the worker's GPU slice."""
+    ``worker_id`` (pytest-xdist's ``gw0`` ...) gives the servers the worker's GPU slice.
+
+    Failures are remembered: a server that failed to start, or died (the process is polled on
+    every :meth:`endpoint` and by :meth:`died`), raises the same :class:`ServerError` for the
+    rest of the session for that precision (or, with ``server_url``, every precision), instead
+    of each case starting a slow checkpoint again or retrying a dead port."""
 
     def __init__(
         self, root: Path, *, server_url: str | None = None, worker_id: str | None = None
@@ -254,13 +287,27 @@ class ServerSlot:
         self.session = session_id()  # names this session's server logs
         self._running: tuple[tuple[str, str], Server, ServerPlan] | None = None
         self._endpoint: Endpoint | None = None
+        self._failed: dict[tuple[str, str] | str, str] = {}
+
+    def pending(self, suite: Suite, precision: str) -> PendingEndpoint:
+        """The precision's endpoint, not started yet, with its answerer (an external server's
+        ``/v1/models`` is asked now; nothing starts)."""
+        if self.server_url:
+            answerer = self.endpoint(suite, precision).answerer()
+        else:
+            answerer = managed_answerer(suite, precision)
+        return PendingEndpoint(answerer, lambda: self.endpoint(suite, precision))
 
     def endpoint(self, suite: Suite, precision: str) -> Endpoint:
+        key = self.server_url or (suite.name, precision)
+        if key in self._failed:
+            raise ServerError(self._failed[key])
         if self.server_url:
             if self._endpoint is None:
-                self._endpoint = external_endpoint(self.server_url)
+                self._endpoint = self._remember(key, lambda: external_endpoint(self.server_url))
             return self._endpoint
-        key = (suite.name, precision)
+        if self._running is not None and self._running[0] == key:
+            self._raise_if_dead()
         if self._running is not None and self._running[0] != key:
             self.stop()
         if self._running is None:
@@ -272,10 +319,39 @@ class ServerSlot:
                 worker_id=self.worker_id,
                 session=self.session,
             )
-            server = start_server(plan).start()
+            server = self._remember(key, lambda: start_server(plan).start())
             self._running = (key, server, plan)
             self._endpoint = plan.endpoint(server.base_url)
         return self._endpoint
+
+    def died(self) -> str | None:
+        """If the running server has exited: the report (exit code, when, log tail), also
+        remembered for its precision; else None."""
+        try:
+            self._raise_if_dead()
+        except ServerError as exc:
+            return str(exc)
+        return None
+
+    def _raise_if_dead(self) -> None:
+        if self._running is None:
+            return
+        key, server, plan = self._running
+        report = server.exit_report()
+        if report is None:
+            return
+        self._running, self._endpoint = None, None
+        server.stop()  # whatever it left behind
+        message = f"the {key[1]} {plan.engine} {report}"
+        self._failed[key] = f"{message}\n(an earlier case of this session saw it die)"
+        raise ServerError(message)
+
+    def _remember(self, key, start):
+        try:
+            return start()
+        except ServerError as exc:
+            self._failed[key] = f"{exc}\n(failed earlier in this session; not retried)"
+            raise
 
     def stop(self) -> None:
         """Stop the running server, if any (see :func:`stop_server`)."""

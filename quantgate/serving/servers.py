@@ -13,7 +13,13 @@ when the server is ready::
 Readiness: poll ``health_path`` every 0.25 s until it answers 200, then run ``ready_checks`` in
 order. A check is ``check(server) -> bool | None``: ``False`` means "not yet, ask again", anything
 else passes, an exception fails the start. All of it shares ``startup_timeout``; the process is
-polled throughout, so a server that dies while starting fails within about a second.
+polled throughout, so a server that dies while starting fails within about a second. Once ready,
+the port's listening socket must belong to the started process or one of its descendants
+(psutil): an impostor already listening there fails the start with both pids
+(:class:`ServerImpostor`) instead of answering in our server's place.
+
+After the start, :meth:`Server.exit_report` says whether the process is gone, with its exit code,
+how long after the start it died, and the log's last lines.
 """
 
 from __future__ import annotations
@@ -32,12 +38,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from quantgate.runs import RunError
 from quantgate.serving.processes import ManagedProcess
 
 __all__ = [
     "ReadyCheck",
     "Server",
     "ServerError",
+    "ServerImpostor",
     "ServerStartError",
     "ServerStartTimeout",
     "chat_warmup",
@@ -168,6 +178,33 @@ def vllm_serve_env(
     return env
 
 
+def listening_pids(port: int, among: Sequence[int] | None = None) -> list[int]:
+    """Pids with a TCP socket listening on ``port``: among the given processes (their own
+    sockets, readable without privileges), or system-wide (pids of other users' processes are
+    only known to root)."""
+    if among is not None:
+        found = []
+        for pid in among:
+            try:
+                conns = psutil.Process(pid).net_connections(kind="tcp")
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns):
+                found.append(pid)
+        return found
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return []
+    return sorted(
+        {
+            c.pid
+            for c in conns
+            if c.pid and c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+        }
+    )
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago (the usual bind-to-0 race applies)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -237,12 +274,17 @@ def chat_warmup(max_tokens: int = 1, timeout: float = 120.0) -> ReadyCheck:
 # --------------------------------------------------------------------------------------- server
 
 
-class ServerError(RuntimeError):
-    """A server could not be started."""
+class ServerError(RunError):
+    """A server could not be started, or died; a :class:`~quantgate.runs.RunError`, so the case
+    fails with the message (command, log path and log tail)."""
 
 
 class ServerStartError(ServerError):
     """The server process exited, or a ready check failed, while starting."""
+
+
+class ServerImpostor(ServerStartError):
+    """Another process, not the one we started, listens on the server's port."""
 
 
 class ServerStartTimeout(ServerError, TimeoutError):
@@ -287,6 +329,7 @@ class Server:
             death_signal=death_signal,
         )
         self.startup_seconds: float | None = None
+        self._started_at: float | None = None
 
     root_url = property(lambda self: f"http://{self.host}:{self.port}")
     base_url = property(lambda self: f"{self.root_url}/v1")
@@ -302,7 +345,7 @@ class Server:
         self.stop()
 
     def start(self) -> Server:
-        t0 = time.monotonic()
+        t0 = self._started_at = time.monotonic()
         try:
             self.process.start()
         except OSError as e:  # e.g. the executable does not exist
@@ -311,6 +354,7 @@ class Server:
             ) from e
         try:
             self._wait_ready(t0 + self.startup_timeout)
+            self._check_owner()
         except (
             BaseException
         ):  # includes KeyboardInterrupt: __exit__ does not run when __enter__ raises
@@ -326,6 +370,35 @@ class Server:
 
     def stop(self) -> int | None:
         return self.process.stop()
+
+    def exit_report(self) -> str | None:
+        """None while the process runs; else what happened: exit code, seconds after the start,
+        the log's last lines."""
+        rc = self.process.poll()
+        if rc is None:
+            return None
+        after = "" if self._started_at is None else f" {time.monotonic() - self._started_at:.1f} s"
+        tail = self.process.log_tail(self.log_tail_bytes).rstrip()
+        return (
+            f"server (pid {self.pid}) exited with {rc}{after} after it was started; "
+            f"last lines of {self.log_path}:\n{tail}"
+        )
+
+    def _check_owner(self) -> None:
+        """The socket listening on our port belongs to our process tree, else fail with both
+        pids (the impostor's where the system tells it)."""
+        ours = [self.process.pid, *(p.pid for p in self.process.record_descendants())]
+        if listening_pids(self.port, ours):
+            return
+        others = listening_pids(self.port) or ["unknown (not visible to this user)"]
+        self._check_alive("checking who listens on the port")
+        raise ServerImpostor(
+            self._context(
+                f"port {self.port} answers, but not from the server we started (pid "
+                f"{self.process.pid}): it listens in pid {', '.join(map(str, others))}; stop "
+                "that process or free the port"
+            )
+        )
 
     def _context(self, headline: str) -> str:
         tail = self.process.log_tail(self.log_tail_bytes).rstrip()

@@ -19,13 +19,19 @@ from pathlib import Path
 import psutil
 import pytest
 
+from quantgate.config import Suite
+from quantgate.serving import engines
+from quantgate.serving.engines import ServerPlan, ServerSlot
 from quantgate.serving.servers import (
     Server,
+    ServerError,
+    ServerImpostor,
     ServerStartError,
     ServerStartTimeout,
     chat_warmup,
     free_port,
     http_json,
+    listening_pids,
     models_include,
     transformers_serve_command,
     transformers_serve_env,
@@ -458,3 +464,100 @@ def test_real_transformers_serve(tmp_path):
     assert gone(pid)
     assert not s.process.escalated, s.process.log_tail()
     print(f"transformers serve ready in {s.startup_seconds:.1f} s")
+
+
+# ------------------------------------------------------------------- who answers, who died
+
+
+def test_an_impostor_on_the_port_fails_the_start_with_both_pids(tmp_path, scripted_chat):
+    """Probe #29: something already listening on the port answered /health and the warm-up in
+    0.0 s and got every request, while our server died with "address already in use"."""
+    impostor = scripted_chat(lambda body: "not our model", model="tiny")
+    port = int(impostor.base_url.rsplit(":", 1)[1].split("/")[0])
+    ours = Server(
+        [sys.executable, "-c", "import time; time.sleep(60)"],  # slow to load, not listening
+        port=port,
+        served_model="tiny",
+        log_path=tmp_path / "ours.log",
+        ready_checks=[chat_warmup()],
+    )
+    with pytest.raises(ServerImpostor) as info:
+        ours.start()
+    message = str(info.value)
+    assert f"port {port} answers, but not from the server we started (pid {ours.pid})" in message
+    # root sees every socket's owner: the impostor is this test process
+    assert str(os.getpid() if os.geteuid() == 0 else "unknown") in message
+    assert wait_gone(ours.pid, 10)
+
+
+def test_our_own_listener_passes_the_ownership_check(tmp_path):
+    with fake("healthy", tmp_path) as server:
+        assert listening_pids(server.port, [server.pid]) == [server.pid]
+        assert server.exit_report() is None
+
+
+SUITE = Suite(
+    name="s",
+    model="m",
+    precisions={"bf16": {"checkpoint": "org/m"}, "fp8": {"checkpoint": "org/m-fp8"}},
+    tasks={"t": {"runner": "lmeval", "lmeval_task": "x", "metric": "acc,none"}},
+)
+
+
+@pytest.fixture
+def fake_plans(monkeypatch, tmp_path):
+    """ServerSlot starts tests/fixtures/fake_server.py in ``mode`` instead of a real server;
+    returns the list of precisions it started, in order."""
+    starts: list[str] = []
+
+    def use(mode: str) -> list[str]:
+        def plan(suite, precision, *, out_dir, cache_dir, worker_id=None, session=None):
+            starts.append(precision)
+            port = free_port()
+            return ServerPlan(
+                engine="transformers",
+                engine_version=None,
+                checkpoint=suite.precisions[precision].checkpoint,
+                model_path="tiny",
+                argv=[sys.executable, str(FAKE), mode, "--port", str(port)],
+                env=dict(os.environ),
+                port=port,
+                log_path=tmp_path / f"{precision}-{len(starts)}.log",
+                startup_timeout=20,
+                shutdown_timeout=5,
+                served_model="tiny",
+            )
+
+        monkeypatch.setattr(engines, "plan_server", plan)
+        return starts
+
+    return use
+
+
+def test_a_server_that_died_fails_its_precision_at_once_and_is_not_restarted(fake_plans, tmp_path):
+    starts = fake_plans("healthy")
+    slot = ServerSlot(tmp_path)
+    endpoint = slot.endpoint(SUITE, "bf16")
+    (pid,) = listening_pids(int(endpoint.base_url.rsplit(":", 1)[1].split("/")[0]))
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone(pid, 10)
+    report = slot.died()
+    assert report is not None and "exited with -9" in report and "after it was started" in report
+    assert "last lines of" in report and "listening on" in report  # the log's tail
+    with pytest.raises(ServerError) as again:  # the next case of the precision: no new start
+        slot.endpoint(SUITE, "bf16")
+    assert "exited with -9" in str(again.value) and starts == ["bf16"]
+    slot.endpoint(SUITE, "fp8")  # another precision starts its own server
+    assert starts == ["bf16", "fp8"] and slot.died() is None
+    slot.stop()
+
+
+def test_a_failed_start_is_remembered_for_the_precision(fake_plans, tmp_path):
+    """Probe #8: a failing start was retried once per case (five loads of a 32B checkpoint)."""
+    starts = fake_plans("exit-now")
+    slot = ServerSlot(tmp_path)
+    with pytest.raises(ServerStartError, match="exited with code 3"):
+        slot.endpoint(SUITE, "bf16")
+    with pytest.raises(ServerError, match="(?s)exited with code 3.*not retried"):
+        slot.endpoint(SUITE, "bf16")
+    assert starts == ["bf16"]
