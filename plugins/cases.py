@@ -29,6 +29,9 @@ class GateFailed(AssertionError):
     broken precision is a strict xfail that only this exception satisfies."""
 
 
+WARNED_KEY = pytest.StashKey[bool]()
+
+
 def suites_dir(config: pytest.Config) -> Path:
     given = config.getoption("--suites-dir")
     return Path(given) if given else config.rootpath / "tests" / "accuracy" / "suites"
@@ -80,9 +83,46 @@ def params(plan: list[PlannedCase], *extra_marks) -> list:
     return out
 
 
+def selects_accuracy(config: pytest.Config) -> bool:
+    """Whether this run's ``-m`` expression keeps accuracy cases (``-m accuracy`` does; the
+    project's default ``-m "not accuracy"`` does not)."""
+    markexpr = config.getoption("markexpr", "") or ""
+    if not markexpr:
+        return True
+    try:
+        from _pytest.mark.expression import Expression
+
+        expression = Expression.compile(markexpr)
+    except Exception:  # pytest's own error follows; do not mask it
+        return "accuracy" in markexpr and "not accuracy" not in markexpr
+    try:
+        return expression.evaluate(lambda name, **kwargs: name == "accuracy")
+    except TypeError:  # pytest < 8.3: the matcher takes the name only
+        return expression.evaluate(lambda name: name == "accuracy")
+
+
+def gate_params(config: pytest.Config, *extra_marks, throughput: bool = False) -> list:
+    """The parameters of the gate's tests. A run that selects accuracy cases has loaded the
+    suites in ``pytest_configure`` (a broken suite is a usage error there, said once); in a run
+    that deselects them, a broken suite file must not stop unrelated tests: one deselected
+    placeholder stands in for the cases, and a warning says why they are missing."""
+    try:
+        return params(planned(config, throughput), *extra_marks)
+    except pytest.UsageError as exc:
+        if selects_accuracy(config):
+            raise
+        if not config.stash.get(WARNED_KEY, False):
+            config.stash[WARNED_KEY] = True
+            config.issue_config_time_warning(
+                pytest.PytestConfigWarning(f"accuracy cases not collected: {exc}"), stacklevel=2
+            )
+        marks = [pytest.mark.accuracy, *extra_marks]
+        return [pytest.param(None, id="suites-not-loaded", marks=marks)]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "accuracy_case" in metafunc.fixturenames:
-        metafunc.parametrize("accuracy_case", params(planned(metafunc.config)))
+        metafunc.parametrize("accuracy_case", gate_params(metafunc.config))
 
 
 def case_of(item: pytest.Item) -> Case | None:

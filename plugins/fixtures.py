@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins.cases import case_of, selected_suites
+from plugins.cases import case_of, planned, selected_suites, selects_accuracy
 
 SESSION_KEY = pytest.StashKey["GateSession"]()
 
@@ -122,10 +122,8 @@ def baseline(request, quantgate_session, snapshot):
 def pytest_configure(config: pytest.Config) -> None:
     from quantgate.cases import option_problems
 
-    if config.getoption("--suite") or config.getoption("--precision"):
-        from plugins.cases import planned
-
-        planned(config)  # unknown names: a usage error before collection
+    if config.getoption("--suite") or config.getoption("--precision") or selects_accuracy(config):
+        planned(config)  # broken suites, unknown names: a usage error, once, before collection
     problems = option_problems(
         limit=config.getoption("--limit"),
         update=bool(config.getoption("--snapshot-update", False)),

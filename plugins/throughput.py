@@ -19,14 +19,14 @@ from itertools import groupby
 
 import pytest
 
-from plugins.cases import case_of, params, planned
+from plugins.cases import case_of, gate_params
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "throughput_case" in metafunc.fixturenames:
         metafunc.parametrize(
             "throughput_case",
-            params(planned(metafunc.config, throughput=True), pytest.mark.benchmark),
+            gate_params(metafunc.config, pytest.mark.benchmark, throughput=True),
         )
 
 
@@ -50,11 +50,19 @@ class ThroughputBench:
     the numbers in ``extra_info`` and records the row for the summary."""
 
     def __init__(self, request: pytest.FixtureRequest, session, case) -> None:
+        from quantgate.runs import RunError
         from quantgate.serving.throughput import ThroughputRounds
 
         self.request, self.case = request, case
         self.suite = session.suites[case.suite]
-        endpoint = session.endpoint(case)  # started (or reused) before anything is timed
+        try:
+            endpoint = session.endpoint(case)  # started (or reused) before anything is timed
+        except RunError as exc:  # the server did not start, or died earlier: its message
+            message = f"{case.id}: {exc}"
+        else:
+            message = None
+        if message:
+            pytest.fail(message, pytrace=False)
         self.rounds_run = ThroughputRounds(self.suite, endpoint, limit=session.limit, name=case.id)
         self.rounds = self.rounds_run.rounds
         self.round = self.rounds_run.round

@@ -45,8 +45,17 @@ def load_suite(path: str | Path, profile: str | None = None) -> Suite:
     the suite's ``profiles`` (e.g. ``tp2``: the same suite on two GPUs) over its keys."""
     path = Path(path)
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - safe subclass
-    except (OSError, yaml.YAMLError, SuiteError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SuiteError(
+            f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}); a suite "
+            "file is YAML text: fix or remove the file"
+        ) from None
+    except OSError as exc:
+        raise SuiteError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - safe subclass
+    except (yaml.YAMLError, SuiteError) as exc:
         raise SuiteError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: found {type(data).__name__}; expected a mapping of suite keys")

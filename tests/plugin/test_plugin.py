@@ -136,6 +136,35 @@ def test_bad_suite_file_names_file_key_found_and_expected(demo):
     assert "tasks.alpha.gate.margin: found 'five' (str); expected a number" in output
 
 
+def test_a_binary_suite_file_is_named_in_a_usage_error(demo):
+    """Probe #6: 2 kB of random bytes as a suite file gave INTERNALERROR and never named it."""
+    (demo.suites / "noise.yaml").write_bytes(bytes(range(256)) * 8)
+    result = demo.run("--collect-only")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"{demo.suites / 'noise.yaml'}: not UTF-8 text (byte 128 is 0x80)" in output
+    assert "INTERNALERROR" not in output and "Traceback" not in output
+
+
+@pytest.mark.parametrize("args", [(), ("--suite", "demo")], ids=["all suites", "--suite"])
+def test_a_broken_suite_is_one_usage_error_without_a_traceback(demo, args):
+    """Probe #7: without --suite, a YAML syntax error came after a 30-line pluggy trace, twice."""
+    (demo.suites / "tabs.yaml").write_text("model: m\nprecisions:\n\tbf16: {checkpoint: x}\n")
+    result = demo.run("--collect-only", *args)
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert output.count("tabs.yaml: while scanning") == 1, output
+    assert "pluggy" not in output and "Traceback" not in output
+
+
+def test_a_broken_suite_does_not_stop_plain_pytest(demo, pytester):
+    (demo.suites / "tabs.yaml").write_text("model: m\nprecisions:\n\tbf16: {checkpoint: x}\n")
+    pytester.makepyfile(test_unrelated="def test_unrelated():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest(f"--suites-dir={demo.suites}")  # the ini deselects accuracy
+    result.assert_outcomes(passed=1, deselected=1, warnings=1)
+    result.stdout.fnmatch_lines(["*accuracy cases not collected: *tabs.yaml: while scanning*"])
+
+
 def test_missing_reference_baseline_prints_the_command_that_creates_it(demo):
     result = demo.run("--precision", "fp8", "-k", "alpha")
     result.assert_outcomes(failed=1)
@@ -160,12 +189,17 @@ def test_snapshot_update_writes_only_what_ran(demo):
     others[2].write_text('{"items": {}}')
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in others}
     demo.set_scores(bf16=_items(80), fp8=_items(90), nvfp4=_items(90))  # bf16 really changed
+    alpha = demo.baselines / "demo" / "alpha" / "bf16.json"
+    kept = alpha.read_bytes()
+    refused = demo.run("--precision", "bf16", "-k", "alpha", "--snapshot-update")
+    assert refused.ret == 1 and alpha.read_bytes() == kept  # a 10 pp drop is not stored as is
+    refused.stdout.fnmatch_lines(["*not replacing*alpha/bf16.json*", "*--accept-drift"])
     for selection in (
         ["--precision", "bf16", "-k", "alpha"],
         ["--precision", "bf16"],
         ["--suite", "demo", "--precision", "bf16", "--precision", "nvfp4"],
     ):
-        result = demo.run(*selection, "--snapshot-update")
+        result = demo.run(*selection, "--snapshot-update", "--accept-drift")
         assert result.ret == 0
         assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in others[1:]} == {
             p: v for p, v in before.items() if p != others[0]
