@@ -45,6 +45,8 @@ class Baseline:
     items: dict[str, float]
     provenance: dict[str, Any] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
+    # quantgate.hygiene rates (indicator -> flagged item -> rate); None in files older than it
+    hygiene: dict[str, dict[str, float]] | None = None
 
     @property
     def summary(self) -> Summary:
@@ -59,7 +61,12 @@ class Baseline:
         cls, run: TaskRun, provenance: dict[str, Any], gate: dict[str, Any] | None = None
     ) -> Baseline:
         merged = {**run.provenance, **provenance, "truncated": run.truncated, "empty": run.empty}
-        return cls(items=dict(run.scores), provenance=merged, gate=dict(gate or {}))
+        return cls(
+            items=dict(run.scores),
+            provenance=merged,
+            gate=dict(gate or {}),
+            hygiene={k: dict(v) for k, v in run.hygiene.items()},
+        )
 
     def to_json(self) -> str:
         summary = self.summary
@@ -68,6 +75,7 @@ class Baseline:
             "summary": {"mean": summary.mean, "stderr": summary.stderr, "n": summary.n},
             "gate": self.gate,
             "provenance": self.provenance,
+            "hygiene": self.hygiene,
             "items": dict(sorted(self.items.items(), key=lambda kv: _natural(kv[0]))),
         }
         return json.dumps(payload, indent=1, sort_keys=False, default=str) + "\n"
@@ -81,7 +89,20 @@ class Baseline:
             raise BaselineError(
                 f"{source}: not a quantgate baseline ({exc!r}); recreate it with --snapshot-update"
             ) from None
-        return cls(items=items, provenance=data.get("provenance", {}), gate=data.get("gate", {}))
+        hygiene = data.get("hygiene")
+        if hygiene is not None and not (
+            isinstance(hygiene, dict) and all(isinstance(v, dict) for v in hygiene.values())
+        ):
+            raise BaselineError(
+                f"{source}: hygiene: expected a mapping of indicator -> item -> rate; "
+                "recreate it with --snapshot-update"
+            )
+        return cls(
+            items=items,
+            provenance=data.get("provenance", {}),
+            gate=data.get("gate", {}),
+            hygiene=hygiene,
+        )
 
 
 def baseline_path(root: Path, suite: str, task: str, precision: str) -> Path:

@@ -215,6 +215,8 @@ class Suite(_Strict):
     tasks: dict[str, Task]
     throughput: Throughput | None = None
     profiles: dict[str, dict[str, Any]] = {}  # name -> overrides of this suite's keys (--profile)
+    # quantgate.hygiene: a candidate's truncated / empty / unanswerable share may rise this much
+    hygiene_tolerance: float = Field(0.02, ge=0, lt=1)
     path: Path | None = None
 
     @field_validator("precisions", "tasks")

@@ -49,7 +49,9 @@ from quantgate.baselines import (
 from quantgate.cases import Case, refresh_command
 from quantgate.config import Suite
 from quantgate.gate import GateError
+from quantgate.hygiene import compare_hygiene, hygiene_record
 from quantgate.report import (
+    HYGIENE_ROW,
     LIVEBENCH_ROW,
     VERDICT_ROW,
     livebench_record,
@@ -190,8 +192,9 @@ def _gate(
     ref_path = baseline_path(root, case.suite, case.task, reference)
     livebench = _livebench(decision, case, run, reference, ref_path)
     try:
+        stored = load_baseline(ref_path)
         verdict = gate_against(
-            load_baseline(ref_path),
+            stored,
             run,
             suite.tasks[case.task].gate,
             identity=identity(suite, case.task, reference),
@@ -208,6 +211,7 @@ def _gate(
             f"refresh the reference with:\n    {refresh_command(case.suite, reference)}"
         )
         return
+    _hygiene(decision, case, run, suite, stored, reference)
     decision.rows.append((VERDICT_ROW, verdict_record(case.id, reference, verdict)))
     if verdict.outcome == "pass":
         return
@@ -219,6 +223,34 @@ def _gate(
         decision.problems.append(text)
     else:  # a --limit smoke run checks the chain, it cannot settle the gate
         decision.warn(f"{case.id} (--limit {limit}): {text}")
+
+
+def _hygiene(
+    decision: CaseDecision,
+    case: Case,
+    run: TaskRun,
+    suite: Suite,
+    stored: Baseline,
+    reference: str,
+) -> None:
+    """Truncated, empty and unanswerable replies of the candidate against the reference's
+    (quantgate.hygiene): a row for the summary; a significant rise beyond the suite's tolerance
+    is a problem of its own, whatever the accuracy verdict."""
+    if stored.hygiene is None:  # a baseline older than the hygiene record: nothing to pair
+        return
+    items = [i for i in stored.items if i in run.scores]
+    findings = compare_hygiene(
+        stored.hygiene,
+        run.hygiene,
+        items,
+        tolerance=suite.hygiene_tolerance,
+        alpha=suite.tasks[case.task].gate.alpha,
+        repeats=int(run.provenance.get("repeats") or 1),
+    )
+    decision.rows.append((HYGIENE_ROW, hygiene_record(case.id, reference, findings)))
+    for finding in findings:
+        if finding.failed:
+            decision.problems.append(f"{case.id}: {finding.message(suite.hygiene_tolerance)}")
 
 
 def _livebench(

@@ -22,7 +22,8 @@ __all__ = ["format_table", "percent", "summary_sections"]
 VERDICT_ROW = "quantgate_verdict"
 LIVEBENCH_ROW = "quantgate_livebench"
 THROUGHPUT_ROW = "quantgate_throughput"
-ROW_KEYS = (VERDICT_ROW, LIVEBENCH_ROW, THROUGHPUT_ROW)
+HYGIENE_ROW = "quantgate_hygiene"
+ROW_KEYS = (VERDICT_ROW, LIVEBENCH_ROW, THROUGHPUT_ROW, HYGIENE_ROW)
 
 _ALIGN_CODES = {"<": "<", "left": "<", ">": ">", "right": ">", "^": "^", "center": "^"}
 # A number as a report prints it: "12", "-3.5", "+1,024", "83.3%", "83.3 %", "-1.2 pp", "1e-05".
@@ -518,6 +519,10 @@ def summary_sections(rows: Mapping[str, Sequence[dict]]) -> list[tuple[str, str]
     sections = []
     if rows.get(VERDICT_ROW):
         sections.append(("quantgate gate summary", summary_table(rows[VERDICT_ROW])))
+    if rows.get(HYGIENE_ROW):
+        from quantgate.hygiene import hygiene_table
+
+        sections.append(("quantgate reasoning hygiene", hygiene_table(rows[HYGIENE_ROW])))
     if rows.get(LIVEBENCH_ROW):
         sections.append(("quantgate LiveBench summary", livebench_table(rows[LIVEBENCH_ROW])))
     if rows.get(THROUGHPUT_ROW):

@@ -122,6 +122,8 @@ class TaskRun:
     empty: int = 0  # responses with no answer text at all
     samples_path: Path | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    # indicator -> item -> share of its samples flagged (quantgate.hygiene; flagged items only)
+    hygiene: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -152,7 +154,10 @@ def finish_run(
     provenance: dict[str, Any],
 ) -> TaskRun:
     """Write ``out_dir/samples.jsonl`` and build the TaskRun: each item's score is the mean of
-    its repeats; ``truncated`` / ``empty`` count the samples flagged so."""
+    its repeats; ``truncated`` / ``empty`` count the samples flagged so, ``hygiene`` holds each
+    flag's per-item rates (:func:`quantgate.hygiene.item_rates`)."""
+    from quantgate.hygiene import item_rates
+
     samples = list(samples)
     out_dir.mkdir(parents=True, exist_ok=True)
     samples_path = out_dir / "samples.jsonl"
@@ -165,4 +170,5 @@ def finish_run(
         empty=sum(bool(s.get("empty")) for s in samples),
         samples_path=samples_path,
         provenance=provenance,
+        hygiene=item_rates(samples),
     )

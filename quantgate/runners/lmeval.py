@@ -25,7 +25,7 @@ from typing import Any
 from quantgate.config import Suite
 from quantgate.runners import EndpointSource, live_endpoint
 from quantgate.runs import RunError, TaskRun, finish_run
-from quantgate.scoring.answers import final_answer_text, is_truncated
+from quantgate.scoring.answers import extract_final_integer, final_answer_text, is_truncated
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 
@@ -189,8 +189,17 @@ def _collect(
             "score": score,
             "truncated": is_truncated(response),
             "empty": not final_answer_text(response).strip(),
+            "no_answer": _no_answer(record.get("filtered_resps"))
+            or (metric == "integer_match" and extract_final_integer(response) is None),
         }
     )
+
+
+def _no_answer(filtered: Any) -> bool:
+    """lm-eval's filter found nothing to grade: no value, an empty one, or its ``[invalid]``
+    (our ``integer_match`` extracts itself: no final integer is no answer either)."""
+    values = filtered if isinstance(filtered, list) else [filtered]
+    return all(v is None or str(v).strip() in ("", "[invalid]") for v in values)
 
 
 def _version(dist: str) -> str | None:

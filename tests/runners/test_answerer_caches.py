@@ -108,6 +108,10 @@ def test_another_answerer_gets_its_own_requests_and_its_own_grade(
     after = run_case(suite, task, "bf16", _endpoint(wrong, second), root=tmp_path / "qg")
     assert len(wrong.bodies) > sent, f"{change}: no request reached the second server"
     assert after.mean == 0.0 and set(after.scores) == set(before.scores)
+    # "I do not know." is an answer (not empty), but there is no integer or program to grade
+    assert not after.hygiene["empty"] and not before.hygiene["empty"]
+    if task != "livebench":  # LiveBench's scorers judge the whole text
+        assert after.hygiene["no_answer"] == dict.fromkeys(after.scores, 1.0)
 
 
 @pytest.mark.slow

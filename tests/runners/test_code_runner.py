@@ -82,7 +82,8 @@ def test_generations_are_cached_and_graded_in_the_sandbox(chat, tmp_path):
         by[("lcbfx_sum", 1)]["status"] == "wrong_answer"
         and by[("lcbfx_sum", 1)]["failed_test"] == 2
     )
-    assert by[("lcbfx_mean", 0)]["status"] == "no_code" and run.empty == 2
+    assert by[("lcbfx_mean", 0)]["status"] == "no_code" and run.empty == 0  # it did answer
+    assert run.hygiene["no_answer"] == {"lcbfx_mean": 1.0}  # but no program to grade
     assert by[("lcbfx_even", 1)]["status"] == "runtime_error"
     assert run.provenance["sandbox"] == by[("lcbfx_sum", 0)]["isolation"] != "none"
     assert run.provenance["request_params"]["max_tokens"] == suite.generation.max_gen_toks

@@ -30,7 +30,7 @@ from quantgate.config import CodeTask, Suite
 from quantgate.runners.code import common
 from quantgate.runners.code.common import code_runner, code_settings, request_params
 from quantgate.sandbox import Sandbox, Verdict
-from quantgate.scoring.answers import is_truncated
+from quantgate.scoring.answers import final_answer_text, is_truncated
 from quantgate.scoring.lcb import Problem, extract_code, grading_plan, messages
 from quantgate.serving.client import ChatClient, ChatRequest
 
@@ -182,8 +182,9 @@ def evaluate(
                 "detail": verdict.detail[:500],
                 "isolation": verdict.isolation,
                 "finish_reason": answer.finish_reason,
-                "truncated": is_truncated(answer.content),
-                "empty": not program.strip(),
+                "truncated": answer.finish_reason == "length" or is_truncated(answer.content),
+                "empty": not final_answer_text(answer.content).strip(),
+                "no_answer": not program.strip(),
                 "code": program[:20000],
                 "response": answer.content[:20000],
             }

@@ -39,7 +39,7 @@ from quantgate.runners.code.common import (
 )
 from quantgate.sandbox import Sandbox
 from quantgate.scoring import scicode as sc
-from quantgate.scoring.answers import is_truncated
+from quantgate.scoring.answers import final_answer_text, is_truncated
 from quantgate.serving.client import ChatClient, ChatRequest
 
 DATASET = "SciCode1/SciCode"
@@ -221,8 +221,9 @@ def evaluate(
                     "repeat": repeat,
                     **result,
                     "finish_reason": answer.finish_reason,
-                    "truncated": is_truncated(answer.content),
-                    "empty": not generated[key]["script"].strip(),
+                    "truncated": answer.finish_reason == "length" or is_truncated(answer.content),
+                    "empty": not final_answer_text(answer.content).strip(),
+                    "no_answer": not generated[key]["script"].strip(),
                     "code": generated[key]["script"][:20000],
                     "response": answer.content[:20000],
                 }

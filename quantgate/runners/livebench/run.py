@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from quantgate.config import Suite
+from quantgate.hygiene import item_rates
 from quantgate.jsonl import atomic_write_text, read_jsonl, write_jsonl
 from quantgate.runners import EndpointSource, answerer_of, live_endpoint
 from quantgate.runners.livebench.answers import (
@@ -57,7 +58,7 @@ from quantgate.runners.livebench.judge import (
 )
 from quantgate.runners.livebench.preflight import preflight, require_livebench
 from quantgate.runs import Endpoint, RunError, TaskRun
-from quantgate.scoring.answers import is_truncated
+from quantgate.scoring.answers import final_answer_text, is_truncated
 from quantgate.scoring.livebench import read_judgments, summarize
 
 CATEGORIES = ("coding", "data_analysis", "instruction_following", "math", "reasoning", "language")
@@ -241,6 +242,10 @@ def run_livebench(
         }
         for r in rows
     ]
+    for sample in samples:  # the hygiene flags (quantgate.hygiene)
+        sample["truncated"] = is_truncated(sample["response"])
+        sample["empty"] = not final_answer_text(sample["response"]).strip()
+        sample["no_answer"] = not sample["judged"].strip()
     samples_path = out_dir / "samples.jsonl"
     write_jsonl(samples_path, samples)
     stats = _statistics(summary, model)
@@ -260,14 +265,14 @@ def run_livebench(
             f"eval_error (scored 0 by upstream, never by this gate):\n"
             f"{listed}{more}\njudgments: {data}"
         )
-    responses = [answers[q["question_id"]]["choices"][0]["turns"][-1] for q in questions]
     task = suite.tasks[task_name]
     return TaskRun(
         task=task_name,
         precision=precision,
         scores={r["question_id"]: float(r["score"]) for r in rows},
-        truncated=sum(is_truncated(r) for r in responses),
-        empty=sum(not s["judged"] for s in samples),
+        truncated=sum(s["truncated"] for s in samples),
+        empty=sum(s["empty"] for s in samples),
+        hygiene=item_rates(samples),
         samples_path=samples_path,
         provenance={
             "runner": "livebench",
