@@ -38,6 +38,7 @@ class BaselineCheck:
             strict_identity=config.getoption("--strict-identity"),
         )
         self.request.node.user_properties.extend(decision.rows)
+        self.request.node.user_properties.extend(junit_properties(decision))
         if decision.store:
             assert self.snapshot == decision.baseline  # syrupy writes it with --snapshot-update
         if decision.warning:
@@ -46,3 +47,20 @@ class BaselineCheck:
             raise GateFailed(decision.failed)
         if decision.problems:
             pytest.fail("\n\n".join(decision.problems), pytrace=False)
+
+
+def junit_properties(decision) -> list[tuple[str, str]]:
+    """Flat ``quantgate.*`` properties for --junitxml: the case's outcome and, per verdict row,
+    vs, verdict, n, diff, interval and flips (a dashboard reads them without parsing rows)."""
+    from quantgate.report import VERDICT_ROW
+
+    props = [("quantgate.outcome", decision.outcome)]
+    for key, record in decision.rows:
+        if key != VERDICT_ROW:
+            continue
+        prefix = f"quantgate.{record['vs']}".replace(" ", "_")
+        props.append((f"{prefix}.verdict", str(record.get("verdict"))))
+        for name in ("n", "diff", "ci_low", "ci_high", "flips_down", "flips_up", "required_n"):
+            if record.get(name) is not None:
+                props.append((f"{prefix}.{name}", f"{record[name]:.6g}"))
+    return props

@@ -63,6 +63,13 @@ def pytest_addoption(parser) -> None:
         "cache, the built tiny model (default: .quantgate)",
     )
     group.addoption(
+        "--report-dir",
+        default=None,
+        metavar="DIR",
+        help="where the session's report folder goes (report.md, report.json, relative.svg, "
+        "flips.svg; default: <quantgate-dir>/reports/<UTC timestamp>)",
+    )
+    group.addoption(
         "--baselines-dir",
         default=None,
         metavar="DIR",

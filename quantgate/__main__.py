@@ -3,6 +3,8 @@
 Usage::
 
     quantgate livebench-summary --judgments data/live_bench --questions data/live_bench --json summary.json
+    quantgate report .quantgate                   # rebuild a report from stored runs + baselines
+    quantgate report .quantgate/reports/latest    # re-render a report folder from its report.json
 
 Exit status: 0 fine, 1 the data is complete but shows a failure (e.g. eval_error rows), 2 bad usage
 or unreadable input.
@@ -197,7 +199,84 @@ def _choose_reference(summaries: dict[str, ModelSummary], requested: str | None)
     return requested
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (add_livebench_summary,)
+# ---------------------------------------------------------------- report
+
+
+def add_report(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="write a report folder (report.md, report.json, SVGs) without a server",
+        description="Rebuild a report from a quantgate dir's stored runs (runs/*/*/*/run.json) "
+        "and the baselines, gated as the session did; or re-render a report folder from its "
+        "report.json.",
+    )
+    parser.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        default=Path(".quantgate"),
+        help="a --quantgate-dir (default .quantgate) or a report folder holding report.json",
+    )
+    parser.add_argument(
+        "--format",
+        action="append",
+        choices=["md", "json", "svg"],
+        help="what to write (repeatable; default all)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the report folder to write (default: a new "
+        "PATH/reports/<UTC timestamp>, or PATH itself for a report folder)",
+    )
+    parser.add_argument("--suites-dir", type=Path, default=Path("tests/accuracy/suites"))
+    parser.add_argument("--baselines-dir", type=Path, default=Path("baselines"))
+    parser.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from quantgate.config import SuiteError
+    from quantgate.reporting import (
+        FORMATS,
+        build_report,
+        load_report,
+        rebuild_rows,
+        report_folder,
+        write_report,
+    )
+    from quantgate.suites import discover_suites
+
+    formats = args.format or list(FORMATS)
+    path = args.path.resolve() if args.path.exists() else args.path
+    if (path / "report.json").exists():
+        try:
+            report = load_report(path)
+        except (ValidationError, ValueError) as exc:
+            raise CliError(f"{path / 'report.json'}: not a quantgate report ({exc})") from None
+        folder = write_report(report, args.out or path, formats)
+    elif (path / "runs").is_dir():
+        try:
+            suites = discover_suites(args.suites_dir)
+        except SuiteError as exc:
+            raise CliError(str(exc)) from None
+        rows = rebuild_rows(path, suites, args.baselines_dir)
+        if not rows.get("quantgate_setup"):
+            raise CliError(
+                f"{path / 'runs'}: no stored run (run.json) of a suite in {args.suites_dir}"
+            )
+        report = build_report(
+            rows, suites, quantgate_dir=path, baselines_dir=args.baselines_dir.resolve()
+        )
+        folder = write_report(report, args.out or report_folder(path), formats)
+    else:
+        raise CliError(f"{path}: neither a report folder (report.json) nor a quantgate dir (runs/)")
+    print(f"quantgate report: {folder}")
+    return EXIT_OK
+
+
+COMMANDS: tuple[Callable[[Any], None], ...] = (add_livebench_summary, add_report)
 
 if __name__ == "__main__":
     sys.exit(main())

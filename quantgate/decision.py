@@ -53,6 +53,7 @@ from quantgate.hygiene import compare_hygiene, hygiene_record
 from quantgate.report import (
     HYGIENE_ROW,
     LIVEBENCH_ROW,
+    SETUP_ROW,
     VERDICT_ROW,
     livebench_record,
     livebench_table,
@@ -100,6 +101,7 @@ def decide_case(
         run, {**mine, **host_provenance()}, gate=task.gate.model_dump(mode="json")
     )
     decision = CaseDecision(baseline=new)
+    decision.rows.append((SETUP_ROW, setup_record(case, run, mine)))
     mismatch = served_model_mismatch(run, suite, case.precision)
     if mismatch:
         if strict_identity:
@@ -158,6 +160,27 @@ def decide_case(
     if is_reference:
         _livebench(decision, case, run)
     return decision
+
+
+def setup_record(case: Case, run: TaskRun, mine: dict[str, Any]) -> dict:
+    """What ran, as plain data: the case, its checkpoint and build, the engine, the samples."""
+    prov = run.provenance
+    return {
+        "case": case.id,
+        "suite": case.suite,
+        "task": case.task,
+        "precision": case.precision,
+        "checkpoint": mine["checkpoint"],
+        "revision": mine["checkpoint_revision"],
+        "quantization": mine["quantization"],
+        "engine": prov.get("engine"),
+        "engine_version": prov.get("engine_version"),
+        "endpoint": prov.get("endpoint"),
+        "served_model": prov.get("served_model"),
+        "n": run.n,
+        "mean": run.mean,
+        "samples": str(run.samples_path) if run.samples_path else None,
+    }
 
 
 def served_model_mismatch(run: TaskRun, suite: Suite, precision: str) -> str | None:

@@ -23,7 +23,8 @@ VERDICT_ROW = "quantgate_verdict"
 LIVEBENCH_ROW = "quantgate_livebench"
 THROUGHPUT_ROW = "quantgate_throughput"
 HYGIENE_ROW = "quantgate_hygiene"
-ROW_KEYS = (VERDICT_ROW, LIVEBENCH_ROW, THROUGHPUT_ROW, HYGIENE_ROW)
+SETUP_ROW = "quantgate_setup"  # what ran: checkpoint, engine, samples (for the report folder)
+ROW_KEYS = (VERDICT_ROW, LIVEBENCH_ROW, THROUGHPUT_ROW, HYGIENE_ROW, SETUP_ROW)
 
 _ALIGN_CODES = {"<": "<", "left": "<", ">": ">", "right": ">", "^": "^", "center": "^"}
 # A number as a report prints it: "12", "-3.5", "+1,024", "83.3%", "83.3 %", "-1.2 pp", "1e-05".

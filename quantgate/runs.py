@@ -133,6 +133,34 @@ class TaskRun:
     def mean(self) -> float:
         return math.fsum(self.scores.values()) / len(self.scores) if self.scores else math.nan
 
+    def to_json(self) -> str:
+        """The run as ``run.json`` keeps it (everything but the samples, which are
+        ``samples.jsonl`` beside it)."""
+        data = {
+            "task": self.task,
+            "precision": self.precision,
+            "truncated": self.truncated,
+            "empty": self.empty,
+            "provenance": self.provenance,
+            "hygiene": self.hygiene,
+            "scores": self.scores,
+        }
+        return json.dumps(data, indent=1, default=str) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, *, samples_path: Path | None = None) -> TaskRun:
+        data = json.loads(text)
+        return cls(
+            task=data["task"],
+            precision=data["precision"],
+            scores={str(k): float(v) for k, v in data["scores"].items()},
+            truncated=int(data.get("truncated", 0)),
+            empty=int(data.get("empty", 0)),
+            samples_path=samples_path,
+            provenance=dict(data.get("provenance") or {}),
+            hygiene={k: dict(v) for k, v in (data.get("hygiene") or {}).items()},
+        )
+
 
 class NotRunnable(RuntimeError):
     """The case cannot run on this machine (a package or a data file is missing); the message

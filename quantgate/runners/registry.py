@@ -6,7 +6,9 @@
 ``run_case`` picks the runner of ``suite.tasks[task_name].runner`` (a name of
 :data:`quantgate.config.RUNNERS`) and calls it with
 
-- ``out_dir = root / "runs" / <suite> / <precision> / <task>`` (samples.jsonl, livebench.json);
+- ``out_dir = root / "runs" / <suite> / <precision> / <task>`` (samples.jsonl, livebench.json,
+  and ``run.json``: the TaskRun, written here once the runner returns, so a report can be
+  rebuilt from stored runs without a server);
 - ``cache_dir = root / "cache" / CACHE_DIRS[runner]`` (``lmeval``, ``livebench``, or ``code``
   for both code runners), under which each runner keys its own cache by suite, precision, task.
 
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from quantgate.config import Suite
+from quantgate.jsonl import atomic_write_text
 from quantgate.runners import EndpointSource, livebench, lmeval
 from quantgate.runners.code import livecodebench, scicode
 from quantgate.runs import TaskRun
@@ -57,12 +60,24 @@ def run_case(
             f"{suite.path}: tasks.{task_name}: runner {runner!r} is not one of {', '.join(RUNNERS)}"
         )
     root = Path(root)
-    return RUNNERS[runner](
+    out_dir = run_dir(root, suite.name, precision, task_name)
+    run = RUNNERS[runner](
         task_name,
         suite,
         precision,
         endpoint,
-        out_dir=root / "runs" / suite.name / precision / task_name,
+        out_dir=out_dir,
         cache_dir=root / "cache" / CACHE_DIRS[runner],
         limit=limit,
     )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / RUN_FILE, run.to_json())
+    return run
+
+
+RUN_FILE = "run.json"
+
+
+def run_dir(root: Path, suite: str, precision: str, task: str) -> Path:
+    """Where a case's samples.jsonl and run.json live."""
+    return Path(root) / "runs" / suite / precision / task

@@ -227,6 +227,42 @@ def test_gate_pass_fail_and_summary_table(demo):
     )
 
 
+def test_a_session_writes_its_report_folder_and_junit_properties(demo, pytester):
+    import xml.etree.ElementTree as ET
+
+    from quantgate.reporting import load_report
+
+    assert demo.run("--precision", "bf16", "--snapshot-update").ret == 0
+    demo.set_scores(bf16=_items(90), fp8=_items(89), nvfp4=_items(70))
+    folder = pytester.path / "nightly"
+    result = demo.run(f"--report-dir={folder}", "--junitxml=junit.xml")
+    result.stdout.fnmatch_lines([f"quantgate report: {folder / 'report.md'}"])
+    report = load_report(folder)
+    verdicts = {(t.task, t.precision): t.verdict for t in report.tasks}
+    assert verdicts == {
+        ("alpha", "bf16"): "pass",  # own history
+        ("beta", "bf16"): "pass",
+        ("alpha", "fp8"): "pass",
+        ("beta", "fp8"): "pass",
+        ("alpha", "nvfp4"): "fail",
+        ("beta", "nvfp4"): "fail",
+    }
+    assert "| nvfp4 | 70.0 % | 77.8 % | -20.0 pp |" in (folder / "report.md").read_text()
+    assert {p.name for p in folder.iterdir()} >= {"relative.svg", "flips.svg"}
+    cases = {
+        c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
+        for c in ET.parse(pytester.path / "junit.xml").iter("testcase")
+    }
+    nvfp4 = cases["test_benchmark[demo-alpha-nvfp4]"]
+    assert nvfp4["quantgate.outcome"] == "failed" and nvfp4["quantgate.bf16.verdict"] == "fail"
+    assert float(nvfp4["quantgate.bf16.diff"]) == pytest.approx(-0.2)
+    assert (nvfp4["quantgate.bf16.flips_down"], nvfp4["quantgate.bf16.flips_up"]) == ("20", "0")
+    assert float(nvfp4["quantgate.bf16.ci_high"]) < 0 < 100 == int(nvfp4["quantgate.bf16.n"])
+    assert cases["test_benchmark[demo-alpha-fp8]"]["quantgate.outcome"] == "ok"
+    # a run that ran no accuracy case writes no report
+    assert "quantgate report" not in demo.run("--collect-only").stdout.str()
+
+
 def test_inconclusive_fails_and_says_how_many_items_would_settle_it(demo):
     assert demo.run("--precision", "bf16", "--snapshot-update").ret == 0
     demo.set_scores(bf16=_items(90), fp8=_items(87), nvfp4=_items(90))

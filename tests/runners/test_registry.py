@@ -18,7 +18,7 @@ from quantgate.runners.livebench import (
     LiveBenchNotInstalled,
     PreflightError,
 )
-from quantgate.runs import Endpoint, NotRunnable, RunError
+from quantgate.runs import Endpoint, NotRunnable, RunError, TaskRun
 from quantgate.sandbox import SandboxUnavailable
 from quantgate.suites import load_suite
 
@@ -67,15 +67,18 @@ def test_every_runner_name_of_the_config_has_a_run_function():
 )
 def test_run_case_lays_out_runs_and_cache(runner, cache, tmp_path, monkeypatch):
     calls = []
+    made = TaskRun("task", "fp8", {"a": 1.0, "b": 0.0}, provenance={"runner": runner})
 
     def record(*args, **kwargs):
         calls.append((args, kwargs))
-        return "a TaskRun"
+        return made
 
     monkeypatch.setitem(registry.RUNNERS, runner, record)
     suite = suite_with(tmp_path, task=TASKS[runner])
     root = tmp_path / ".quantgate"
-    assert registry.run_case(suite, "task", "fp8", ENDPOINT, root=root, limit=3) == "a TaskRun"
+    assert registry.run_case(suite, "task", "fp8", ENDPOINT, root=root, limit=3) is made
+    stored = root / "runs" / "reg" / "fp8" / "task" / "run.json"  # what a report rebuilds from
+    assert TaskRun.from_json(stored.read_text()) == made
     assert calls == [
         (
             ("task", suite, "fp8", ENDPOINT),

@@ -1,0 +1,172 @@
+"""The report folder (issue 13): report.md, report.json (valid against its schema), relative.svg
+and flips.svg from a session's rows; rebuilt without a server from stored runs and baselines
+(``python -m quantgate report``); deterministic pictures; the documented schema is the model's."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from quantgate.__main__ import main
+from quantgate.baselines import Baseline, baseline_path, identity
+from quantgate.cases import Case
+from quantgate.decision import decide_case
+from quantgate.report import ROW_KEYS
+from quantgate.reporting import build_report, load_report, report_folder, write_report
+from quantgate.reporting.schema import Report
+from quantgate.runners.registry import RUN_FILE, run_dir
+from quantgate.runs import TaskRun
+from quantgate.suites import load_suite
+
+REPO = Path(__file__).resolve().parents[2]
+N = 100
+REF = {str(i): float(i % 4 != 0) for i in range(N)}  # 75 % right
+FP8 = {**REF, "1": 0.0, "4": 1.0}  # one flip each way
+INT2 = {k: 0.0 for k in REF}
+NOW = datetime(2026, 12, 1, 21, 0, 0, tzinfo=UTC)
+
+
+def make_suite(folder: Path):
+    spec = {
+        "model": "m",
+        "precisions": {
+            "bf16": {"checkpoint": "org/m"},
+            "fp8": {"checkpoint": "org/m-fp8"},
+            "int2": {"checkpoint": "org/m-int2", "expect": "fail"},
+        },
+        "tasks": {
+            name: {
+                "runner": "lmeval",
+                "lmeval_task": "x",
+                "metric": "acc,none",
+                "gate": {"method": "paired", "margin": 0.05},
+            }
+            for name in ("alpha", "beta")
+        },
+    }
+    path = folder / "suites" / "s.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(yaml.safe_dump(spec))
+    return load_suite(path)
+
+
+def session(tmp_path):
+    """The rows of a session over stored runs: bf16 (stored as the reference), fp8, int2; each
+    run's run.json written where run_case writes it."""
+    suite = make_suite(tmp_path)
+    root, baselines = tmp_path / "qg", tmp_path / "baselines"
+    rows: dict[str, list[dict]] = {key: [] for key in ROW_KEYS}
+    for task in suite.tasks:
+        path = baseline_path(baselines, "s", task, "bf16")
+        path.parent.mkdir(parents=True)
+        ref_run = TaskRun(task, "bf16", dict(REF))
+        path.write_text(Baseline.from_run(ref_run, identity(suite, task, "bf16")).to_json())
+    for precision, scores in (("bf16", REF), ("fp8", FP8), ("int2", INT2)):
+        for task in suite.tasks:
+            folder = run_dir(root, "s", precision, task)
+            run = TaskRun(
+                task,
+                precision,
+                dict(scores),
+                provenance={"engine": "transformers"},
+                samples_path=folder / "samples.jsonl",
+            )
+            folder.mkdir(parents=True)
+            (folder / RUN_FILE).write_text(run.to_json())
+            decision = decide_case(Case("s", task, precision), run, suite, baselines_root=baselines)
+            for key, record in decision.rows:
+                rows[key].append(record)
+    return suite, root, baselines, rows
+
+
+def test_a_session_writes_the_four_files_with_its_numbers(tmp_path):
+    suite, root, baselines, rows = session(tmp_path)
+    report = build_report(
+        rows, {"s": suite}, quantgate_dir=root, baselines_dir=baselines, created=NOW
+    )
+    folder = write_report(report, report_folder(root, now=NOW))
+    assert folder == root / "reports" / "20261201T210000Z"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "flips.svg",
+        "relative.svg",
+        "report.json",
+        "report.md",
+    ]
+    assert (root / "reports" / "latest").resolve() == folder.resolve()
+    again = load_report(folder)  # valid against the schema
+    assert again == report and again.schema_version == 1
+    by = {(t.task, t.precision): t for t in again.tasks}
+    assert [t.precision for t in again.tasks if t.task == "alpha"] == ["bf16", "fp8", "int2"]
+    assert by["alpha", "bf16"].relative == 1.0 and by["alpha", "bf16"].score == 0.75
+    assert (by["alpha", "fp8"].flips_down, by["alpha", "fp8"].flips_up) == (1, 1)
+    assert by["alpha", "fp8"].verdict == "pass" and by["alpha", "int2"].verdict == "fail"
+    assert by["alpha", "int2"].relative == 0.0
+    (setup,) = again.suites
+    assert [p.precision for p in setup.precisions] == ["bf16", "fp8", "int2"]
+    assert setup.file_sha256 and setup.precisions[1].checkpoint == "org/m-fp8"
+    md = (folder / "report.md").read_text()
+    assert "| fp8 | 75.0 % | 100.0 % | +0.0 pp |" in md
+    assert "| int2 | 0.0 % | 0.0 % | -75.0 pp |" in md and "| fail |" in md
+    assert "![each task relative to the reference](relative.svg)" in md
+    assert f"baselines: `{baselines}`" in md
+
+
+def test_the_pictures_are_deterministic_svg_with_every_task_and_precision(tmp_path):
+    suite, root, baselines, rows = session(tmp_path)
+    report = build_report(rows, {"s": suite}, created=NOW)
+    one = write_report(report, tmp_path / "one", ["svg"])
+    two = write_report(report, tmp_path / "two", ["svg"])
+    for name in ("relative.svg", "flips.svg"):
+        text = (one / name).read_text()
+        assert text == (two / name).read_text()
+        ET.fromstring(text)  # well-formed
+        assert "<dc:date>" not in text
+        for label in ("s/alpha", "s/beta", "fp8", "int2"):
+            assert label in text or label.replace("/", "") in text, (name, label)
+
+
+def test_python_m_quantgate_report_rebuilds_from_stored_runs_without_a_server(tmp_path, capsys):
+    suite, root, baselines, rows = session(tmp_path)
+    live = build_report(
+        rows, {"s": suite}, quantgate_dir=root, baselines_dir=baselines, created=NOW
+    )
+    status = main(
+        [
+            "report",
+            str(root),
+            "--suites-dir",
+            str(tmp_path / "suites"),
+            "--baselines-dir",
+            str(baselines),
+            "--out",
+            str(tmp_path / "rebuilt"),
+        ]
+    )
+    assert status == 0 and f"quantgate report: {tmp_path / 'rebuilt'}" in capsys.readouterr().out
+    rebuilt = load_report(tmp_path / "rebuilt")
+    assert rebuilt.tasks == live.tasks  # the same decisions from the stored runs
+    # a report folder re-renders from its report.json alone
+    (tmp_path / "rebuilt" / "report.md").unlink()
+    assert main(["report", str(tmp_path / "rebuilt"), "--format", "md"]) == 0
+    assert "### alpha" in (tmp_path / "rebuilt" / "report.md").read_text()
+
+
+def test_report_errors_name_the_path(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "neither a report folder (report.json) nor a quantgate dir" in capsys.readouterr().err
+    (tmp_path / "report.json").write_text('{"schema_version": 1}')
+    assert main(["report", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'report.json'}: not a quantgate report" in capsys.readouterr().err
+
+
+def test_the_documented_schema_is_the_models():
+    doc = (REPO / "docs" / "report-schema.md").read_text()
+    (block,) = re.findall(r"```json\n(.*?)\n```", doc, flags=re.S)
+    assert json.loads(block) == Report.model_json_schema(), (
+        "docs/report-schema.md is out of date: python scripts/report_schema.py"
+    )
