@@ -32,6 +32,7 @@ class GateSession:
         self.suites = selected_suites(config)
         self.root = Path(config.getoption("--quantgate-dir")).resolve()
         self.limit = config.getoption("--limit")
+        self.from_cache = config.getoption("--from-cache")
         self.servers = ServerSlot(
             self.root,
             server_url=config.getoption("--server-url"),
@@ -43,17 +44,15 @@ class GateSession:
 
     def run(self, case):
         from quantgate.runners.registry import run_case
-        from quantgate.runs import NotRunnable
+        from quantgate.runs import NotRunnable, PendingEndpoint
 
         suite = self.suites[case.suite]
         try:
+            source = self.servers.pending(suite, case.precision)
+            if self.from_cache:
+                source = PendingEndpoint(source.answerer, lambda: refuse_server(case))
             return run_case(
-                suite,
-                case.task,
-                case.precision,
-                self.servers.pending(suite, case.precision),
-                root=self.root,
-                limit=self.limit,
+                suite, case.task, case.precision, source, root=self.root, limit=self.limit
             )
         except NotRunnable as exc:  # a package or data file is missing: the reason says which
             skipped, message = True, str(exc)
@@ -75,6 +74,17 @@ class GateSession:
         if died is not None:
             return died
         return str(exc) if isinstance(exc, RunError) else native_traceback(exc)
+
+
+def refuse_server(case):
+    """--from-cache: the case needed its server."""
+    from quantgate.runs import RunError
+
+    raise RunError(
+        f"--from-cache: {case.id} needs its server: answers are missing from the generation "
+        "cache (it never ran here, or with another checkpoint build, engine version, task or "
+        "generation settings); run without --from-cache to generate them"
+    )
 
 
 def native_traceback(exc: BaseException, keep: int = 60) -> str:

@@ -49,6 +49,13 @@ def pytest_addoption(parser) -> None:
         "against the ones they replace (an intended change of the model or the task)",
     )
     group.addoption(
+        "--from-cache",
+        action="store_true",
+        default=False,
+        help="re-gate from the generation caches only: no server is started; a case with "
+        "uncached answers fails saying how many, throughput cases skip",
+    )
+    group.addoption(
         "--limit",
         type=int,
         default=None,

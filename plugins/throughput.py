@@ -55,6 +55,8 @@ class ThroughputBench:
 
         self.request, self.case = request, case
         self.suite = session.suites[case.suite]
+        if session.from_cache:
+            pytest.skip("--from-cache: throughput needs a running server")
         try:
             endpoint = session.endpoint(case)  # started (or reused) before anything is timed
         except RunError as exc:  # the server did not start, or died earlier: its message

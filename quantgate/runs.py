@@ -45,12 +45,7 @@ class Endpoint:
     def provenance(self) -> dict[str, str | None]:
         """What a baseline records about the server (URL and served model only for external
         endpoints: a managed server's are this session's port and the name it was given)."""
-        return {
-            "engine": self.engine,
-            "engine_version": self.engine_version,
-            "endpoint": self.base_url if self.external else None,
-            "served_model": self.model if self.external else None,
-        }
+        return answerer_provenance(self.answerer())
 
     def answerer(self) -> dict[str, str | None]:
         """What answers this endpoint's requests, for the generation caches (see
@@ -91,6 +86,12 @@ def answerer_identity(
         "endpoint": endpoint,
         "served_model": served_model,
     }
+
+
+def answerer_provenance(answerer: Mapping[str, Any]) -> dict[str, str | None]:
+    """The part of an answerer a run's provenance records: engine, engine version, and for an
+    external deployment its URL and served model."""
+    return {k: answerer.get(k) for k in ("engine", "engine_version", "endpoint", "served_model")}
 
 
 def answerer_key(answerer: Mapping[str, Any]) -> str:

@@ -9,9 +9,12 @@ requests); its TaskManager is built once per tuple of task names (:func:`task_ma
 sqlite request cache lives under ``cache_dir/<suite>/<precision>/<task>/<hash>``
 (:func:`cache_key`: the task, the precision and what answered), so a re-run against the same
 server re-scores and re-gates without generating again, and another server never gets those
-answers. Repeats are separate passes with their own seed and cache (lm-eval's own ``repeats``
-share one cache key), averaged per item. Local data files
-are checked before ``endpoint`` is called (a callable starts no server for a broken case).
+answers. A finished run is kept there too (``run-<key>/``: run.json and samples.jsonl, keyed by
+the limit, generation settings, data files' bytes, lm-eval's version and our task and scoring
+code): the same run again returns it without starting the server or lm-eval. Repeats are
+separate passes with their own seed and cache (lm-eval's own ``repeats`` share one cache key),
+averaged per item. Local data files are checked before ``endpoint`` is called (a callable starts
+no server for a broken case).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from quantgate.config import Suite
-from quantgate.runners import EndpointSource, live_endpoint
+from quantgate.jsonl import atomic_write_text
+from quantgate.runners import EndpointSource, answerer_of, live_endpoint
 from quantgate.runs import RunError, TaskRun, finish_run
 from quantgate.scoring.answers import extract_final_integer, final_answer_text, is_truncated
 
@@ -98,11 +102,15 @@ def run(
     task = suite.tasks[task_name]
     spec = task_spec(suite, task_name)  # missing data files: before any server starts
     manager = task_manager((task.lmeval_task,))
-    endpoint = live_endpoint(endpoint)
     limit = limit if limit is not None else task.limit
-    key = cache_key(suite, task_name, precision, endpoint.answerer())
+    answerer = answerer_of(endpoint)
+    key = cache_key(suite, task_name, precision, answerer)
     cache = cache_dir / suite.name / precision / task_name / key
     cache.mkdir(parents=True, exist_ok=True)
+    memo = cache / f"run-{_memo_key(suite, task_name, limit)}"
+    if (memo / "run.json").exists() and (memo / "samples.jsonl").exists():
+        return _from_memo(memo, out_dir)  # every answer known: no server, no lm-eval pass
+    endpoint = live_endpoint(endpoint)
     per_item: dict[str, list[float]] = {}
     samples: list[dict[str, Any]] = []
     base_seed = suite.generation.seed
@@ -136,7 +144,7 @@ def run(
             f"lm-eval returned no samples with metric {task.metric!r} for task "
             f"{task.lmeval_task!r}; check the suite's metric key"
         )
-    return finish_run(
+    run = finish_run(
         task_name,
         precision,
         per_item,
@@ -153,6 +161,51 @@ def run(
             "task_config_hash": suite.task_config_hash(task_name),
             **endpoint.provenance(),
         },
+    )
+    _to_memo(run, memo)
+    return run
+
+
+def _memo_key(suite: Suite, task_name: str, limit: int | None) -> str:
+    """What else decides a finished run besides the cache folder's key: the limit, generation
+    settings, the data files' bytes, lm-eval's version and our task and scoring code."""
+    task = suite.tasks[task_name]
+    digest = hashlib.sha256()
+    payload = {
+        "limit": limit,
+        "gen_kwargs": suite.gen_kwargs(task_name, suite.generation.seed),
+        "system_instruction": suite.generation.system_instruction,
+        "lm_eval": _version("lm_eval"),
+    }
+    digest.update(json.dumps(payload, sort_keys=True, default=str).encode())
+    for name in sorted(task.data_files.values()):
+        digest.update(suite.resolve_path(name).read_bytes())
+    for source in sorted(_OUR_CODE):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+_HERE = Path(__file__).resolve().parents[1]
+_OUR_CODE = [*(_HERE / "tasks").rglob("*.py"), *(_HERE / "tasks").rglob("*.yaml")]
+_OUR_CODE += [_HERE / "scoring" / "answers.py", Path(__file__).resolve()]
+
+
+def _to_memo(run: TaskRun, memo: Path) -> None:
+    """Keep a finished run beside its request cache (atomically: run.json last)."""
+    import shutil
+
+    memo.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run.samples_path, memo / "samples.jsonl")
+    atomic_write_text(memo / "run.json", run.to_json())
+
+
+def _from_memo(memo: Path, out_dir: Path) -> TaskRun:
+    import shutil
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(memo / "samples.jsonl", out_dir / "samples.jsonl")
+    return TaskRun.from_json(
+        (memo / "run.json").read_text(), samples_path=out_dir / "samples.jsonl"
     )
 
 

@@ -42,13 +42,13 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from quantgate.runs import Endpoint
+from quantgate.runs import Endpoint, RunError
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _WATCH_INTERVAL = 0.25  # seconds: how often the waiting thread looks at the attempts' timeouts
@@ -83,9 +83,13 @@ class ChatAnswer:
 
 
 class ChatClient:
+    """``endpoint`` may be a zero-argument callable returning the Endpoint (e.g. a
+    :class:`~quantgate.runs.PendingEndpoint`): it is called only when a request misses the cache,
+    so a fully cached run starts no server."""
+
     def __init__(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint | Callable[[], Endpoint],
         *,
         cache_path: Path | None,
         identity: str,
@@ -133,6 +137,13 @@ class ChatClient:
                 todo.append(index)
         if not todo:
             return answers  # type: ignore[return-value]
+        if callable(self.endpoint):  # the server is needed now
+            try:
+                self.endpoint = self.endpoint()
+            except RunError as exc:
+                raise type(exc)(
+                    f"{exc} ({len(todo)} of {len(requests)} requests are not in the cache)"
+                ) from None
         bar = _progress(len(todo), desc) if self.progress else None
         batch = _Batch(self, requests, todo)
         try:

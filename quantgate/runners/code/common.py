@@ -30,8 +30,15 @@ from typing import Any
 
 from quantgate import config
 from quantgate.config import CodeTask, Suite
-from quantgate.runners import EndpointSource, live_endpoint
-from quantgate.runs import Endpoint, NotRunnable, RunError, TaskRun, answerer_key, finish_run
+from quantgate.runners import EndpointSource, answerer_of
+from quantgate.runs import (
+    NotRunnable,
+    RunError,
+    TaskRun,
+    answerer_key,
+    answerer_provenance,
+    finish_run,
+)
 from quantgate.sandbox import Limits, Sandbox
 from quantgate.serving.client import ChatClient
 
@@ -63,12 +70,12 @@ def preflight(suite: Suite, task_name: str) -> None:
 
 
 def chat_client(
-    suite: Suite, task_name: str, precision: str, endpoint: Endpoint, cache_dir: Path
+    suite: Suite, task_name: str, precision: str, endpoint: EndpointSource, cache_dir: Path
 ) -> ChatClient:
     task = suite.tasks[task_name]
     return ChatClient(
         endpoint,
-        identity=f"{suite.name}/{precision}/{answerer_key(endpoint.answerer())}",
+        identity=f"{suite.name}/{precision}/{answerer_key(answerer_of(endpoint))}",
         concurrency=task.num_concurrent,
         timeout=task.timeout,
         deadline=2 * task.timeout,  # one slow answer and a retry, backoff included
@@ -118,8 +125,8 @@ def run_code_task(
     task = suite.tasks[task_name]
     box = sandbox_for(code_settings(suite, task_name))
     limit = limit if limit is not None else task.limit
-    endpoint = live_endpoint(endpoint)
-    client = chat_client(suite, task_name, precision, endpoint, cache_dir)
+    answerer = answerer_of(endpoint)
+    client = chat_client(suite, task_name, precision, endpoint, cache_dir)  # starts on a miss
     per_item, samples, extra = evaluate(task_name, suite, client, box, limit)
     if not per_item:
         raise RunError(
@@ -140,7 +147,7 @@ def run_code_task(
             "request_params": request_params(suite, task_name, 0),
             "task_config_hash": suite.task_config_hash(task_name),
             **extra,
-            **endpoint.provenance(),
+            **answerer_provenance(answerer),
         },
     )
 

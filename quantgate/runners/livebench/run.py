@@ -57,7 +57,7 @@ from quantgate.runners.livebench.judge import (
     write_judgments,
 )
 from quantgate.runners.livebench.preflight import preflight, require_livebench
-from quantgate.runs import Endpoint, RunError, TaskRun
+from quantgate.runs import RunError, TaskRun, answerer_provenance
 from quantgate.scoring.answers import final_answer_text, is_truncated
 from quantgate.scoring.livebench import read_judgments, summarize
 
@@ -220,7 +220,12 @@ def run_livebench(
     answers = read_answers(data, model, questions)
     todo = [q for q in questions if q["question_id"] not in answers]
     if todo:
-        live = live_endpoint(endpoint)
+        try:
+            live = live_endpoint(endpoint)
+        except RunError as exc:  # e.g. --from-cache, or a server that does not start
+            raise type(exc)(
+                f"{exc} ({len(todo)} of {len(questions)} answers are not in the cache)"
+            ) from None
         answers.update(generate(todo, suite, task_name, precision, live, tree))
         write_answers(data, model, questions, answers)
     rows = judge(questions, answers, scorer, model=model)
@@ -284,7 +289,7 @@ def run_livebench(
             "scorer": scorer_name,
             **_livebench_version(scorer_name),
             "task_config_hash": suite.task_config_hash(task_name),
-            **_engine(endpoint, answers),
+            **_engine(endpoint),
             "livebench": stats,
         },
     )
@@ -312,12 +317,9 @@ def _statistics(summary, model: str) -> dict[str, Any]:
     }
 
 
-def _engine(endpoint, answers: dict[str, dict]) -> dict[str, Any]:
-    """The server's provenance; from the stored answers when no server was needed."""
-    if isinstance(endpoint, Endpoint):
-        return endpoint.provenance()
-    info = next(iter(answers.values()), {}).get("api_info", {})
-    return {k: info.get(k) for k in ("engine", "engine_version", "endpoint")}
+def _engine(endpoint) -> dict[str, Any]:
+    """The server's provenance, from what answers (no server is started to learn it)."""
+    return answerer_provenance(answerer_of(endpoint))
 
 
 def _livebench_version(scorer_name: str) -> dict[str, Any]:

@@ -1,0 +1,81 @@
+"""A cached re-run starts no server (issue 13, item 6): lm-eval tasks return their finished run
+from the cache, LiveBench reads its stored answers, the code client answers from its cache; so
+the second session creates no server at all. ``--from-cache`` makes that a requirement: a case
+whose answers are missing fails saying how many and why.
+
+The "server" is tests/fixtures/fake_server.py (``healthy``: it echoes), started by the demo's
+conftest in place of the real command, which records every start."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.plugin.test_server_faults import CONFTEST
+from tests.support import LIVEBENCH_FIXTURES, REPO
+
+pytestmark = pytest.mark.slow
+
+FIXTURES = REPO / "tests" / "fixtures"
+SUITE = f"""
+model: demo
+reference: bf16
+precisions:
+  bf16: {{checkpoint: org/demo}}
+generation: {{temperature: 0.0, max_gen_toks: 8, seed: 3}}
+tasks:
+  arith:
+    lmeval_task: tiny_arith
+    metric: "integer_match,none"
+    data_files: {{test: {FIXTURES / "tiny" / "arith.jsonl"}}}
+    limit: 4
+  livebench:
+    runner: livebench
+    release: 2024-11-25
+    questions_dir: {LIVEBENCH_FIXTURES / "tiny"}
+    scorer: quantgate.tasks.scoring:livebench_tiny_score
+    limit: 4
+  lcb:
+    runner: livecodebench
+    limit: 2
+    code: {{path: {FIXTURES / "lcb" / "problems.jsonl"}, workers: 1}}
+"""
+
+
+def test_a_cached_rerun_starts_no_server_and_from_cache_requires_it(
+    gate_project, pytester, monkeypatch
+):
+    suites = gate_project(CONFTEST)
+    (suites / "demo.yaml").write_text(SUITE)
+    monkeypatch.setenv("FAKE_MODE", "healthy")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    qg, baselines = pytester.path / "qg", pytester.path / "baselines"
+
+    def run(*args, root=qg):
+        return pytester.runpytest_subprocess(
+            "-m",
+            "accuracy",
+            f"--suites-dir={suites}",
+            f"--quantgate-dir={root}",
+            f"--baselines-dir={baselines}",
+            *args,
+        )
+
+    def starts(root=qg) -> int:
+        folder = root / "runs" / "starts"
+        return len(list(folder.iterdir())) if folder.exists() else 0
+
+    run("--snapshot-update").assert_outcomes(passed=3)
+    assert starts() == 1
+    run().assert_outcomes(passed=3)  # own history, all from the caches
+    assert starts() == 1
+    run("--from-cache").assert_outcomes(passed=3)
+    assert starts() == 1
+
+    fresh = pytester.path / "fresh"
+    result = run("--from-cache", root=fresh)
+    result.assert_outcomes(failed=3)
+    assert starts(fresh) == 0
+    out = result.stdout.str()
+    assert out.count("--from-cache: demo-") == 3 and "needs its server" in out
+    assert "(4 of 4 answers are not in the cache)" in out  # LiveBench
+    assert "(2 of 2 requests are not in the cache)" in out  # the code client
