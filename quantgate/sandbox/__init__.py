@@ -12,24 +12,54 @@ Isolation (``isolation=``, or the environment variable ``QUANTGATE_SANDBOX``; de
   and then drops for good to an unprivileged uid of its own (a fresh one per run, so the
   process limit counts that run only and runs cannot signal each other); started as a user, a
   user namespace gives it the same rights over its own namespaces only (``unshare --user
-  --map-root-user``; the process limit then counts per user namespace).
-- ``bwrap`` (bubblewrap, where installed): the same layout made by bwrap; the fallback for users
-  whose kernel lets bwrap, but not unshare, create user namespaces (Ubuntu's AppArmor rule).
-- ``none``: no namespaces, only rlimits and a process-group kill. Never chosen automatically:
-  with no isolation available the sandbox raises :class:`SandboxUnavailable` instead.
+  --map-root-user``; the program is "root" of that user namespace, without capabilities).
+- ``bwrap`` (bubblewrap, where installed): the same root made by bwrap (the init only adds the
+  working directory); the fallback for users whose kernel lets bwrap, but not unshare, create
+  user namespaces (Ubuntu's AppArmor rule). Started by root it runs the program as root of its
+  user namespace, which is global root to RLIMIT_NPROC: there, without a cgroup, the program is
+  one process (threads allowed).
+- ``none``: no namespaces, only rlimits, the seccomp filter and a process-group kill. Never
+  chosen automatically: with no isolation available the sandbox raises
+  :class:`SandboxUnavailable` instead.
 
-In the namespaces: every mount is read-only; /tmp, /var/tmp, /dev/shm, /run, /root, /home and
-$HOME are empty read-only tmpfs (the Python installation is bound back read-only); the working
-directory is a fresh size-capped tmpfs, the only writable place; the network namespace has only
-a downed loopback, so nothing is reachable, not even 127.0.0.1. The init is PID 1 of the PID
-namespace: when the program exits or the wall timeout kills the init, the kernel kills every
-process left in the namespace, whatever session or process group it moved to. (A cgroup would
-do the same but needs a delegated, writable cgroup tree, which neither unprivileged users nor
-most CI containers have.) Memory is bounded per process (RLIMIT_AS) times the process limit.
+What is guaranteed in the namespaces (``unshare`` and ``bwrap``):
+
+- Filesystem: an allow-list. The root is an empty, read-only tmpfs holding only the interpreter's
+  prefixes (``sys.prefix``, ``sys.base_prefix``: a venv brings the venv, never the directory it
+  sits in, so a checkout holding ``.venv`` stays invisible), its site-packages, the system's
+  shared libraries (/lib*, /usr/lib*, /etc/ld.so.cache), all bound read-only; this PID
+  namespace's /proc; a /dev with null, zero, full, random and urandom only (bwrap adds its tty
+  nodes, read-only); a generated /etc (passwd, group, hosts); and the working directory, a fresh
+  tmpfs capped in size and inodes, the only writable place. Nothing else of the host exists in
+  there: no checkout, no $HF_HOME, no .env, no /tmp or /run, no pathname unix socket.
+- Network: the network namespace has only a downed loopback; nothing is reachable, not even
+  127.0.0.1; abstract unix sockets are per network namespace.
+- Processes: the init is PID 1 of the PID namespace: when the program exits or the wall timeout
+  kills the init, the kernel kills every process left in the namespace, whatever session or
+  process group it moved to.
+- Privileges: no_new_privs, an empty capability bounding set (dropped before the uid changes),
+  empty capability sets, all checked in /proc/self/status before exec; every prctl is checked.
+- Memory (:attr:`Execution.memory_bound`): ``cgroup`` where a writable cgroup v2 is delegated
+  (:mod:`quantgate.sandbox.cgroup`): ``memory.max`` = the run's total + its working directory,
+  ``pids.max``, for every process and the kernel memory charged to them; otherwise
+  ``rlimit+seccomp``: RLIMIT_AS per process times a process budget (``memory_total_mb //
+  memory_mb``, default one process, threads allowed), the workdir's size and inode cap, and a
+  seccomp filter refusing memfd_create, SysV shared memory, message queues and semaphores,
+  io_uring, every mount syscall and new namespaces (x86_64 and aarch64; elsewhere ``rlimit``).
+  Not bounded without a cgroup: kernel memory the filter cannot see, such as page tables, pipe
+  and socket buffers (at most the open-files limit of them, each up to the kernel's buffer
+  maxima), negative dentries and inotify watches (reclaimable, or under per-user sysctls).
+- Failures of the sandbox itself reach the host only through the init's status pipe, as a
+  :class:`SandboxError`; nothing a program prints turns its own result into one.
+
+Not hidden: the program sees paths (in /proc/1/cmdline and /proc/self/mountinfo: the staging
+directory, the bound prefixes) and the bound prefixes' contents, the interpreter's whole
+site-packages included.
 
 This module is the API and picks the isolation; :mod:`quantgate.sandbox.command` builds a run's
-command line, environment and mount plan, :mod:`quantgate.sandbox.run` runs it, collects its
-output, kills what is left and classifies the outcome, and ``_init.py`` is the init itself.
+command line, environment and filesystem plan, :mod:`quantgate.sandbox.cgroup` the run's cgroup
+where one is delegated, :mod:`quantgate.sandbox.run` runs it, collects its output, kills what is
+left and classifies the outcome, and ``_init.py`` is the init itself.
 """
 
 from __future__ import annotations

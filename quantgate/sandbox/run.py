@@ -1,7 +1,11 @@
-"""The host side of one sandboxed run: staging the files, starting the command that
+"""The host side of one sandboxed run: staging the files, the run's cgroup where one is
+delegated (:mod:`quantgate.sandbox.cgroup`), starting the command that
 :mod:`quantgate.sandbox.command` builds, output collection with the wall timeout and the output
 cap, killing the whole PID namespace, and classifying the outcome. ``quantgate.sandbox`` is the
 API.
+
+The init's own failures arrive only as an ``error`` line on its status pipe (a
+:class:`SandboxError`); nothing the program prints can turn its result into one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantgate.sandbox.command import STDIN, Limits, build_spec, command_line, label
+from quantgate.sandbox import cgroup as cgroups
+from quantgate.sandbox.command import (
+    ETC,
+    STDIN,
+    Limits,
+    build_spec,
+    check_limits,
+    command_line,
+    label,
+)
 
 
 class SandboxError(RuntimeError):
@@ -37,6 +50,10 @@ class Execution:
     wall: float = 0.0
     cpu: float | None = None
     pidns: str | None = None  # "pid:[inode]" of the run's PID namespace
+    # what bounded the run's memory: "cgroup" (memory.max over the whole run), "rlimit+seccomp"
+    # (RLIMIT_AS x a process budget; memfd, SysV IPC, mounts refused; workdir size + inodes) or
+    # "rlimit" (an architecture without the seccomp filter)
+    memory_bound: str | None = None
 
 
 def run_once(
@@ -54,20 +71,50 @@ def run_once(
         parts = Path(name).parts
         if not parts or name.startswith((".", "/")) or ".." in parts:
             raise ValueError(f"file name {name!r}: a relative path inside the working directory")
+    check_limits(limits)
+    try:
+        parent, _ = cgroups.delegated_parent()
+    except ValueError as exc:
+        raise SandboxError(str(exc)) from None
     base = tempfile.mkdtemp(prefix="quantgate-sandbox-")
     staging, work = os.path.join(base, "staging"), os.path.join(base, "work")
     os.mkdir(staging, 0o700)
     if mode == "none":
         os.mkdir(work, 0o700)
+    elif mode == "unshare":
+        os.mkdir(os.path.join(base, "root"), 0o700)  # the empty root's mount point
     for name, data in files.items():
         Path(staging, name).parent.mkdir(parents=True, exist_ok=True)
         Path(staging, name).write_bytes(data.encode() if isinstance(data, str) else data)
     Path(staging, STDIN).write_text(stdin)
-    status_r, status_w = os.pipe()
-    spec = build_spec(mode, files, argv, staging, work, status_w, limits, env, python, uid)
     marker = os.path.basename(base)
+    group = None
+    if parent is not None:
+        total = (limits.memory_total_mb or limits.memory_mb) + limits.workdir_mb
+        total += cgroups.OVERHEAD_MB  # the sandbox command and the init are in it too
+        try:  # ... and count as processes: processes + 2
+            group = cgroups.RunCgroup(parent, marker, total << 20, limits.processes + 2)
+        except OSError as exc:
+            shutil.rmtree(base, ignore_errors=True)
+            raise SandboxError(f"cannot create the run's cgroup under {parent}: {exc}") from None
+    status_r, status_w = os.pipe()
+    try:
+        spec = build_spec(
+            mode, files, argv, staging, work, status_w, limits, env, python, uid, group is not None
+        )
+    except BaseException:
+        os.close(status_r)
+        os.close(status_w)
+        shutil.rmtree(base, ignore_errors=True)
+        if group is not None:
+            group.remove()
+        raise
     if mode == "none":  # lets _sweep find what escaped the process group (best effort)
         spec["env"]["QUANTGATE_SANDBOX_RUN"] = marker
+    if mode == "bwrap":  # the /etc files bwrap binds in
+        os.mkdir(os.path.join(staging, ETC))
+        for name, text in spec["etc"].items():
+            Path(staging, ETC, name).write_text(text)
     spec_path = os.path.join(staging, ".spec.json")
     Path(spec_path).write_text(json.dumps(spec))
     start = time.monotonic()
@@ -80,13 +127,17 @@ def run_once(
             pass_fds=(status_w,),
             start_new_session=True,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"},
+            preexec_fn=group.join if group is not None else None,  # noqa: PLW1509
         )
-    except OSError as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
         os.close(status_r)
         shutil.rmtree(base, ignore_errors=True)
+        if group is not None:
+            group.remove()
         raise SandboxError(f"cannot start the sandbox ({mode}): {exc}") from None
     finally:
         os.close(status_w)
+    oom_kills = 0
     try:
         out, err, status, killed = _collect(proc, status_r, limits, start, mode != "none")
     except BaseException:  # interrupted: leave nothing running
@@ -96,9 +147,21 @@ def run_once(
         os.close(status_r)
         if mode == "none":
             _sweep(marker)
+        if group is not None:
+            oom_kills = group.oom_kills()
+            group.remove()
         shutil.rmtree(base, ignore_errors=True)
     return _execution(
-        mode, out, err, status, killed, proc.returncode, limits, time.monotonic() - start
+        mode,
+        out,
+        err,
+        status,
+        killed,
+        proc.returncode,
+        limits,
+        time.monotonic() - start,
+        spec["memory_bound"],
+        oom_kills,
     )
 
 
@@ -218,6 +281,8 @@ def _execution(
     returncode: int | None,
     limits: Limits,
     wall: float,
+    memory_bound: str | None = None,
+    oom_kills: int = 0,
 ) -> Execution:
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     common = dict(
@@ -227,20 +292,20 @@ def _execution(
         wall=wall,
         cpu=status.get("cpu"),
         pidns=None if mode == "none" else status.get("pidns"),
+        memory_bound=memory_bound,
     )
+    if "error" in status:  # the init's own failure, from its status pipe only
+        raise SandboxError(f"the sandbox ({label(mode)}) {status['error']}")
     if killed == "wall":
         return Execution("timeout", None, limit="wall", **common)
     if killed == "output":
         return Execution("limit_exceeded", None, limit="output", **common)
-    if "exit" not in status:
+    code = status.get("exit")
+    if oom_kills and code in (None, -signal.SIGKILL):  # the cgroup's OOM killer
+        return Execution("limit_exceeded", code, limit="memory", **common)
+    if code is None:
         raise SandboxError(
-            f"the sandbox ({label(mode)}) ended without a result "
-            f"(exit {returncode}): {tail(stderr)}"
-        )
-    code = status["exit"]
-    if "quantgate sandbox init: cannot start the program" in stderr:
-        raise SandboxError(
-            f"the sandbox ({label(mode)}) could not start the program: {tail(stderr)}"
+            f"the sandbox ({label(mode)}) ended without a result (exit {returncode})"
         )
     if code == 0:
         return Execution("ok", 0, **common)
