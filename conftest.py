@@ -5,7 +5,8 @@
 - ``plugins.fixtures``: session state, servers, ``evaluate`` and ``baseline`` fixtures
 - ``plugins.decision``: the per-case check (quantgate.decision) in pytest's words
 - ``plugins.throughput``: one pytest-benchmark case per (suite, precision)
-- ``plugins.summary``: the session's summary sections (gate, LiveBench, throughput)
+- ``plugins.summary``: the session's summary sections (gate, LiveBench, throughput) and report
+- ``plugins.progress``: progress lines of long generations (quantgate.progress), past capture
 """
 
 pytest_plugins = [
@@ -15,5 +16,6 @@ pytest_plugins = [
     "plugins.decision",
     "plugins.throughput",
     "plugins.summary",
+    "plugins.progress",
     "pytester",  # the plugin tests in tests/plugin
 ]

@@ -147,7 +147,7 @@ tasks:
 
 GATE_PLUGINS = (
     'pytest_plugins = ["plugins.options", "plugins.cases", "plugins.fixtures", '
-    '"plugins.decision", "plugins.summary"]\n'
+    '"plugins.decision", "plugins.summary", "plugins.progress"]\n'
 )
 """A demo conftest's plugins: the repository's, without the throughput cases."""
 

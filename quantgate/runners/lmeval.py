@@ -4,17 +4,17 @@
     ...              cache_dir=Path("cache"))                              # doctest: +SKIP
     >>> result.scores["0"], result.mean                                     # doctest: +SKIP
 
-lm-eval runs in-process (``simple_evaluate`` with ``local-chat-completions``, untokenized
-requests); its TaskManager is built once per tuple of task names (:func:`task_manager`). Its
-sqlite request cache lives under ``cache_dir/<suite>/<precision>/<task>/<hash>``
-(:func:`cache_key`: the task, the precision and what answered), so a re-run against the same
-server re-scores and re-gates without generating again, and another server never gets those
-answers. A finished run is kept there too (``run-<key>/``: run.json and samples.jsonl, keyed by
-the limit, generation settings, data files' bytes, lm-eval's version and our task and scoring
-code): the same run again returns it without starting the server or lm-eval. Repeats are
-separate passes with their own seed and cache (lm-eval's own ``repeats`` share one cache key),
-averaged per item. Local data files are checked before ``endpoint`` is called (a callable starts
-no server for a broken case).
+lm-eval runs in-process (``simple_evaluate`` with ``local-chat-completions`` plus progress,
+:func:`chat_model`; untokenized requests); its TaskManager is built once per tuple of task names
+(:func:`task_manager`). Its sqlite request cache lives under
+``cache_dir/<suite>/<precision>/<task>/<hash>`` (:func:`cache_key`: the task, the precision and
+what answered), so a re-run against the same server re-scores and re-gates without generating
+again, and another server never gets those answers. A finished run is kept there too
+(``run-<key>/``: run.json and samples.jsonl, keyed by the limit, generation settings, data files'
+bytes, lm-eval's version and our task and scoring code): the same run again returns it without
+starting the server or lm-eval. Repeats are separate passes with their own seed and cache
+(lm-eval's own ``repeats`` share one cache key), averaged per item. Local data files are checked
+before ``endpoint`` is called (a callable starts no server for a broken case).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 
 from quantgate.config import Suite
 from quantgate.jsonl import atomic_write_text
+from quantgate.progress import track
 from quantgate.runners import EndpointSource, answerer_of, live_endpoint
 from quantgate.runs import RunError, TaskRun, finish_run
 from quantgate.scoring.answers import extract_final_integer, final_answer_text, is_truncated
@@ -117,8 +118,9 @@ def run(
     for repeat in range(task.repeats):
         seed = None if base_seed is None else base_seed + repeat
         result = lm_eval.simple_evaluate(
-            model="local-chat-completions",
+            model=chat_model(),
             model_args={
+                "progress_label": f"{suite.name}-{task_name}-{precision}",
                 "model": endpoint.model,
                 "base_url": endpoint.chat_completions_url,
                 "num_concurrent": task.num_concurrent,
@@ -207,6 +209,41 @@ def _from_memo(memo: Path, out_dir: Path) -> TaskRun:
     return TaskRun.from_json(
         (memo / "run.json").read_text(), samples_path=out_dir / "samples.jsonl"
     )
+
+
+@functools.cache
+def chat_model() -> str:
+    """lm-eval's ``local-chat-completions`` that also reports progress (:mod:`quantgate.progress`:
+    answers done / total, completion tokens/s), registered once as ``quantgate-chat-completions``
+    and otherwise unchanged."""
+    from lm_eval.api.registry import register_model
+    from lm_eval.models.openai_completions import LocalChatCompletion
+
+    name = "quantgate-chat-completions"
+
+    @register_model(name)
+    class ChatWithProgress(LocalChatCompletion):
+        def __init__(self, progress_label: str = "lm-eval", **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.progress_label, self._progress = progress_label, None
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            with track(self.progress_label, len(requests)) as self._progress:
+                return super().generate_until(requests, disable_tqdm=True)
+
+        def parse_generations(self, outputs, **kwargs):
+            answers = super().parse_generations(outputs, **kwargs)
+            if self._progress is not None:
+                for out in outputs if isinstance(outputs, list) else [outputs]:
+                    out = out if isinstance(out, dict) else {}
+                    usage = out.get("usage") or {}
+                    self._progress.update(
+                        max(1, len(out.get("choices") or [])),
+                        tokens=usage.get("completion_tokens"),
+                    )
+            return answers
+
+    return name
 
 
 def _task_samples(result: dict[str, Any], lmeval_task: str) -> list[tuple[str | None, dict]]:

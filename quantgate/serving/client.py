@@ -26,7 +26,7 @@
   a connect) never keeps the interpreter alive;
 - every answer is stored in a sqlite cache as it arrives, keyed by the checkpoint identity +
   messages + parameters, so a crash loses nothing and a re-run does not generate again;
-- a progress bar (tqdm) on long runs.
+- progress (:mod:`quantgate.progress`: answers done / total, tokens/s, ETA) on long runs.
 
 Requests go straight to the endpoint (``http.client``, never through a proxy, one connection per
 attempt); the calling thread waits for the answers and enforces the attempts' timeouts.
@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from quantgate.progress import track
 from quantgate.runs import Endpoint, RunError
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -99,11 +100,13 @@ class ChatClient:
         backoff: float = 1.0,
         progress: bool = True,
         deadline: float | None = None,
+        label: str = "requests",
     ) -> None:
         self.endpoint, self.identity = endpoint, identity
         self.concurrency, self.timeout = max(1, concurrency), timeout
         self.retries, self.backoff, self.progress = max(0, retries), backoff, progress
         self.deadline = deadline
+        self.label = label  # names the progress lines (a case id)
         self._cache = _Cache(cache_path) if cache_path else None
 
     @property
@@ -144,7 +147,7 @@ class ChatClient:
                 raise type(exc)(
                     f"{exc} ({len(todo)} of {len(requests)} requests are not in the cache)"
                 ) from None
-        bar = _progress(len(todo), desc) if self.progress else None
+        bar = track(desc, len(todo)) if self.progress else None
         batch = _Batch(self, requests, todo)
         try:
             batch.start()
@@ -152,7 +155,7 @@ class ChatClient:
                 index, answer = batch.next_answer()
                 answers[index] = answer
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(tokens=answer.completion_tokens)
         finally:
             batch.stop()  # a no-op once all answered; else (a failure, Ctrl-C) drop and abort
             if bar is not None:
@@ -410,9 +413,3 @@ class _Cache:
                 "INSERT OR REPLACE INTO answers VALUES (?, ?)", (key, json.dumps(data))
             )
             self._db.commit()
-
-
-def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="req", leave=False)

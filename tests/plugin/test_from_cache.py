@@ -64,12 +64,24 @@ def test_a_cached_rerun_starts_no_server_and_from_cache_requires_it(
         folder = root / "runs" / "starts"
         return len(list(folder.iterdir())) if folder.exists() else 0
 
-    run("--snapshot-update").assert_outcomes(passed=3)
+    first = run("--snapshot-update")
+    first.assert_outcomes(passed=3)
     assert starts() == 1
+    # progress past the capture, as plain lines off a terminal: lm-eval, LiveBench, the code client
+    first.stdout.fnmatch_lines_random(
+        [
+            "demo-arith-bf16: 4/4 items, * items/s, done in 0:00:*",
+            "demo-livebench-bf16: 4/4 items, *tok/s, * items/s, done in *",
+            "demo-lcb-bf16: 2/2 items, *tok/s, * items/s, done in *",
+        ]
+    )
     run().assert_outcomes(passed=3)  # own history, all from the caches
     assert starts() == 1
     run("--from-cache").assert_outcomes(passed=3)
     assert starts() == 1
+
+    quiet = run("-q", "--snapshot-update", root=pytester.path / "quiet")  # generates again
+    assert quiet.ret == 0 and " items, " not in quiet.stdout.str()  # -q: no progress lines
 
     fresh = pytester.path / "fresh"
     result = run("--from-cache", root=fresh)

@@ -81,6 +81,7 @@ def chat_client(
         deadline=2 * task.timeout,  # one slow answer and a retry, backoff included
         progress=True,
         cache_path=cache_dir / suite.name / precision / task_name / "requests.sqlite",
+        label=f"{suite.name}-{task_name}-{precision}",
     )
 
 

@@ -158,7 +158,7 @@ def evaluate(
         ChatRequest(tuple(prompt_messages(p, code)), request_params(suite, task_name, r))
         for p, r in pairs
     ]
-    answers = client.complete(requests, desc=f"{task_name} generations")
+    answers = client.complete(requests, desc=client.label)
     extract = (
         tiny_answer_code
         if code.extraction == "tiny_answer"

@@ -137,7 +137,7 @@ def generate(
             )
             batch.append((p, prefix, ChatRequest.user(prompt, **params)))
         answers = client.complete(
-            [r for _, _, r in batch], desc=f"{task_name} step {step + 1} (repeat {repeat})"
+            [r for _, _, r in batch], desc=f"{client.label} step {step + 1} (repeat {repeat})"
         )
         for (p, prefix, _), answer in zip(batch, answers):
             script = sc.extract_python_script(answer.content)
