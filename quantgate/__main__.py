@@ -107,6 +107,13 @@ def add_livebench_summary(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--json", type=Path, metavar="OUT", dest="json_out", help="also write the tables as JSON"
     )
+    parser.add_argument(
+        "--svg",
+        type=Path,
+        metavar="OUT",
+        help="also draw each model's official and per-question score relative to the reference "
+        "(reference = 100 %%) as an SVG bar chart, like the original reports' relative_bar.svg",
+    )
     parser.set_defaults(run=run_livebench_summary)
 
 
@@ -153,6 +160,13 @@ def run_livebench_summary(args: argparse.Namespace) -> int:
         }
         atomic_write_text(args.json_out, json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {args.json_out}")
+    if args.svg:
+        if relative is None:
+            raise CliError("--svg needs a reference model (--reference MODEL)")
+        from quantgate.reporting.charts import livebench_relative_svg
+
+        livebench_relative_svg(relative, reference, args.svg)
+        print(f"wrote {args.svg}")
     return _report_eval_errors([j for summary in summaries.values() for j in summary.eval_errors])
 
 

@@ -3,7 +3,9 @@
 
 - ``relative.svg``: per task, each candidate's difference to the reference in pp with its
   one-sided interval as error bars, the task's −margin drawn as a red dashed line;
-- ``flips.svg``: per task and candidate, the items lost (down) and gained (up).
+- ``flips.svg``: per task and candidate, the items lost (down) and gained (up);
+- :func:`livebench_relative_svg`: ``quantgate livebench-summary --svg``, each model's official
+  and per-question LiveBench score relative to the reference (reference = 100 %).
 """
 
 from __future__ import annotations
@@ -131,5 +133,37 @@ def flips_svg(report: Report, path: Path) -> Path:
     ax.set_title("Flips per task: items lost (hatched, below 0) and gained", fontsize=10)
     if precisions:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _save(plt, fig, path)
+    return path
+
+
+def livebench_relative_svg(rows, reference: str, path: Path) -> Path:
+    """Bars of ``rows`` (:class:`quantgate.scoring.livebench.RelativeRow`): official and
+    per-question score relative to ``reference`` (= 100 %), the value written on each bar."""
+    plt, fig, ax = _figure(len(rows))
+    width = 0.38
+    for j, (name, attr) in enumerate(
+        (
+            ("official (task → category → overall)", "official_relative"),
+            ("per-question mean", "per_question_relative"),
+        )
+    ):
+        xs = [i - width / 2 + j * width for i in range(len(rows))]
+        ys = [(getattr(r, attr) or 0.0) * 100 for r in rows]
+        ax.bar(xs, ys, width * 0.95, label=name, color=COLORS[j])
+        for x, y in zip(xs, ys):
+            ax.annotate(
+                f"{y:.1f}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(0, 3),
+                ha="center",
+                fontsize=7,
+            )
+    ax.axhline(100, color="black", linewidth=0.8, linestyle="dotted")
+    ax.set_xticks(range(len(rows)), [r.model for r in rows], rotation=20, ha="right")
+    ax.set_ylabel(f"LiveBench score relative to {reference} (%)")
+    ax.set_title(f"LiveBench relative to {reference} = 100 %", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
     _save(plt, fig, path)
     return path

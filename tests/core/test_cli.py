@@ -265,3 +265,21 @@ def test_percent():
         "-4.2%",
         "-",
     )
+
+
+def test_svg_draws_each_model_relative_to_the_reference(capsys, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    out_svg = tmp_path / "relative_bar.svg"
+    code, out, err = run(
+        capsys, "--judgments", str(FIXTURE), "--questions", str(FIXTURE), "--svg", str(out_svg)
+    )
+    assert (code, err) == (0, "") and f"wrote {out_svg}" in out
+    text = out_svg.read_text()
+    ET.fromstring(text)
+    # the bars' labels: fp8 official 93.8 % and per-question 86.4 % of bf16, bf16 at 100
+    for label in ("93.8", "86.4", "100.0", "fp8", "bf16"):
+        assert f"<!-- {label} -->" in text, label
+    again = tmp_path / "again.svg"
+    run(capsys, "--judgments", str(FIXTURE), "--questions", str(FIXTURE), "--svg", str(again))
+    assert again.read_text() == text  # deterministic
