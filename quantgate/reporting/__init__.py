@@ -17,6 +17,7 @@ baselines, so ``python -m quantgate report`` re-renders without a GPU.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -57,6 +58,9 @@ def write_report(report: Report, folder: Path, formats: Iterable[str] = FORMATS)
         raise ValueError(f"unknown report format {sorted(unknown)}; expected some of {FORMATS}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if "svg" in formats and importlib.util.find_spec("matplotlib") is None:
+        formats.discard("svg")  # a machine without matplotlib still gets the text report
+        atomic_write_text(folder / "NO-SVG.txt", "matplotlib is not installed: no SVGs\n")
     if "json" in formats:
         atomic_write_text(folder / "report.json", report.model_dump_json(indent=1) + "\n")
     if "md" in formats:
