@@ -170,3 +170,18 @@ def test_the_documented_schema_is_the_models():
     assert json.loads(block) == Report.model_json_schema(), (
         "docs/report-schema.md is out of date: python scripts/report_schema.py"
     )
+
+
+def test_without_matplotlib_the_text_report_is_still_written(tmp_path, monkeypatch):
+    import importlib.util
+
+    suite, root, baselines, rows = session(tmp_path)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    folder = write_report(build_report(rows, {"s": suite}), tmp_path / "r")
+    assert sorted(p.name for p in folder.iterdir()) == ["NO-SVG.txt", "report.json", "report.md"]
+    assert "relative.svg" not in (folder / "report.md").read_text()
