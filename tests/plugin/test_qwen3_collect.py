@@ -4,6 +4,7 @@ with its reason on a machine without a GPU (a subprocess from the repo root, as 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -24,11 +25,13 @@ TASKS = [
     "hle",
     "livecodebench",
     "scicode",
+    "livebench",
 ]
 PRECISIONS = ["bf16", "fp8", "nvfp4"]  # the reference first: one server per precision
 EXPECTED = [f"qwen3-32b-{task}-{precision}" for precision in PRECISIONS for task in TASKS]
 GATED = {"gpqa_diamond", "hle"}  # requires env:HF_TOKEN
 GPU_REASON = "requires gpu (a CUDA GPU and vllm"
+LIVEBENCH = importlib.util.find_spec("livebench") is not None
 
 
 def pytest_in_repo(
@@ -81,8 +84,9 @@ def test_collect_only_lists_every_task_and_precision(tmp_path):
     assert collected_ids(proc.stdout) == EXPECTED
 
 
-def test_the_tp2_profile_collects_the_same_cases(tmp_path):
-    proc, _ = pytest_in_repo(tmp_path, "--profile", "tp2", "--collect-only", "-q")
+@pytest.mark.parametrize("profile", ["tp2", "stable"])
+def test_the_profiles_collect_the_same_cases(tmp_path, profile):
+    proc, _ = pytest_in_repo(tmp_path, "--profile", profile, "--collect-only", "-q")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert collected_ids(proc.stdout) == EXPECTED
 
@@ -103,6 +107,8 @@ def test_without_a_gpu_every_case_is_skipped_naming_the_gpu_requirement(tmp_path
         task, precision = case.removeprefix("qwen3-32b-").rsplit("-", 1)
         assert message is not None, f"{case} was not skipped"
         assert message.startswith(f"{precision} {GPU_REASON}"), (case, message)
+        if task == "livebench" and not LIVEBENCH:  # not on PyPI: named too, before any download
+            assert message.endswith("; livebench requires module:livebench"), message
 
 
 def test_without_hf_token_the_gated_tasks_say_so(tmp_path, no_gpu):

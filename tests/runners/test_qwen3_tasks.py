@@ -94,7 +94,7 @@ def test_the_suite_names_our_tasks_and_the_shipped_group():
     assert ours <= our_task_names()
 
 
-def test_the_suite_settings_and_the_tp2_profile():
+def test_the_suite_settings_and_the_tp2_and_stable_profiles():
     suite = load_suite(SUITE)
     assert suite.name == "qwen3-32b" and suite.reference == "bf16"
     assert {p: (v.checkpoint, v.requires) for p, v in suite.precisions.items()} == {
@@ -111,8 +111,21 @@ def test_the_suite_settings_and_the_tp2_profile():
         vllm.enforce_eager,
         vllm.disable_custom_all_reduce,
         vllm.attention_backend,
-    ) == ("vllm", 1, 0.95, 8, True, True, "TRITON_ATTN")
+    ) == ("vllm", 1, 0.95, 256, False, False, "TRITON_ATTN")  # vLLM's defaults, CUDA graphs on
+    assert vllm.max_model_len == 36864 and vllm.extra_args == []
     assert suite.engine.env == {}
+    assert {n: t.num_concurrent for n, t in suite.tasks.items()} == {
+        "mmlu_pro": 256,
+        "gpqa_diamond": 256,
+        "math500": 256,
+        "aime24": 64,
+        "aime24_think": 64,
+        "hle": 256,
+        "livecodebench": 256,
+        "scicode": 64,
+        "livebench": 256,
+    }
+    assert all(t.num_concurrent <= vllm.max_num_seqs for t in suite.tasks.values())
     gen = suite.generation
     assert gen.temperature == 0.0 and gen.chat_template_kwargs == {"enable_thinking": False}
     assert gen.system_instruction == SYSTEM
@@ -134,6 +147,33 @@ def test_the_suite_settings_and_the_tp2_profile():
     assert tp2.engine.vllm.tensor_parallel_size == 2
     assert tp2.engine.vllm.model_copy(update={"tensor_parallel_size": 1}) == vllm
     assert all(tp2.task_config_hash(t) == suite.task_config_hash(t) for t in suite.tasks)
+    stable = load_suite(SUITE, "stable")  # the original conservative settings, server side only
+    assert stable.engine.vllm == vllm.model_copy(
+        update={"enforce_eager": True, "max_num_seqs": 8, "disable_custom_all_reduce": True}
+    )
+    assert stable.tasks == suite.tasks and stable.generation == suite.generation
+    assert all(stable.task_config_hash(t) == suite.task_config_hash(t) for t in suite.tasks)
+
+
+def test_the_livebench_task():
+    """Release 2024-11-25, all six categories from the hub (no questions_dir), LiveBench's own
+    scorers (no scorer override), thinking off like the other answer-only tasks."""
+    from quantgate.runners.livebench.run import CATEGORIES
+
+    suite = load_suite(SUITE)
+    task = suite.tasks["livebench"]
+    assert (task.runner, task.release, task.questions_dir, task.scorer) == (
+        "livebench",
+        "2024-11-25",
+        None,
+        None,
+    )
+    assert sorted(task.categories) == sorted(CATEGORIES) and task.tasks == []
+    assert task.limit is None and task.repeats == 1 and task.requires == ["module:livebench"]
+    assert task.gate.method == "paired" and task.gate.margin == 0.03
+    params = suite.gen_kwargs("livebench", suite.generation.seed)
+    assert params["chat_template_kwargs"] == {"enable_thinking": False}
+    assert params["temperature"] == 0.0 and params["max_gen_toks"] == 4096
 
 
 def test_a_task_with_data_files_becomes_a_one_task_group_over_local_json():
@@ -161,10 +201,9 @@ def test_every_request_fits_the_context_window():
     keep 4096 tokens for the prompt next to each task's generation budget."""
 
     suite = load_suite(SUITE)
-    for name, task in suite.tasks.items():
-        if task.runner == "lmeval":
-            budget = suite.gen_kwargs(name, seed=None)["max_gen_toks"]
-            assert budget + 4096 <= suite.engine.vllm.max_model_len, name
+    for name in suite.tasks:  # every runner sends suite.gen_kwargs' max_gen_toks as max_tokens
+        budget = suite.gen_kwargs(name, seed=None)["max_gen_toks"]
+        assert budget + 4096 <= suite.engine.vllm.max_model_len, name
 
 
 # --- MATH-500 ----------------------------------------------------------------------------------

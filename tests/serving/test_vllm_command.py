@@ -1,10 +1,13 @@
 """The vLLM command built from a suite: every field, and vLLM's own argument parser agreeing.
 
-The parser check runs where vllm is importable (a GPU box) and skips with the reason elsewhere.
+The parser checks run where vllm is importable (a GPU box) and skip with the reason elsewhere;
+they cover the suite's precisions under each profile and the commands of the H200 throughput
+plans (benchmarks/h200_bench.py), so a flag vLLM 0.26 does not know fails here, not on the GPU.
 """
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,37 @@ from quantgate.suites import load_suite
 REPO = Path(__file__).resolve().parents[2]
 QWEN3 = REPO / "tests" / "accuracy" / "suites" / "qwen3-32b.yaml"
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
+NO_VLLM = "vllm is not installed (GPU boxes: pip install -e '.[gpu]')"
+PROFILES = [None, "tp2", "stable"]
+
+
+def _bench():
+    """benchmarks/h200_bench.py as a module (benchmarks/ is scripts, not a package)."""
+    if "h200_bench" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "h200_bench", REPO / "benchmarks" / "h200_bench.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["h200_bench"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["h200_bench"]
+
+
+BENCH_SPECS = [
+    pytest.param(plan, index, id=f"{plan}-{index}")
+    for plan, specs in _bench().PLANS.items()
+    for index in range(len(specs))
+]
+
+
+def _vllm_parse(argv: list[str]):
+    from vllm.entrypoints.openai.cli_args import make_arg_parser
+
+    try:
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+    except ImportError:  # older layouts
+        from vllm.utils import FlexibleArgumentParser
+    return make_arg_parser(FlexibleArgumentParser()).parse_args(argv)
 
 
 def _flag(argv: list[str], name: str) -> str:
@@ -52,6 +86,43 @@ def test_every_engine_field_reaches_the_command(qwen3_plan):
     assert ("--disable-custom-all-reduce" in argv) is v.disable_custom_all_reduce
     assert "VLLM_ATTENTION_BACKEND" not in plan.env  # vLLM 0.26 reads the flag, not the variable
     assert plan.env["HF_HUB_OFFLINE"] == "1" and plan.env["VLLM_NO_USAGE_STATS"] == "1"
+
+
+def test_the_defaults_run_cuda_graphs_and_the_stable_profile_does_not(qwen3_plan):
+    argv = qwen3_plan("bf16").argv
+    assert _flag(argv, "--max-num-seqs") == "256"
+    assert "--enforce-eager" not in argv and "--disable-custom-all-reduce" not in argv
+    stable = qwen3_plan("bf16", profile="stable").argv
+    assert _flag(stable, "--max-num-seqs") == "8"
+    assert "--enforce-eager" in stable and "--disable-custom-all-reduce" in stable
+    for other in (argv, stable):
+        assert _flag(other, "--max-model-len") == "36864"
+        assert _flag(other, "--attention-backend") == "TRITON_ATTN"
+
+
+@pytest.mark.parametrize("plan_name,index", BENCH_SPECS)
+def test_the_benchmark_servers_are_the_suites_command_plus_their_changes(
+    tmp_path, plan_name, index
+):
+    bench = _bench()
+    spec = bench.PLANS[plan_name][index]
+    argv = bench.plan_for(spec, tmp_path / "models", tmp_path).argv
+    suite = load_suite(QWEN3, spec.profile)
+    v = suite.engine.vllm.model_copy(update=spec.vllm)
+    assert _flag(argv, "--model") == str((tmp_path / "models" / spec.model).resolve())
+    assert _flag(argv, "--max-model-len") == str(v.max_model_len)
+    assert _flag(argv, "--max-num-seqs") == str(v.max_num_seqs)
+    assert _flag(argv, "--attention-backend") == v.attention_backend
+    assert ("--enforce-eager" in argv) is v.enforce_eager
+    assert ("--load-format" in argv) is spec.dummy
+    if spec.dummy:
+        assert _flag(argv, "--load-format") == "dummy"
+    if spec.quantization:
+        assert _flag(argv, "--quantization") == spec.quantization
+    else:
+        assert "--quantization" not in argv
+    tail = argv[len(argv) - len(spec.extra_args) - 2 * spec.dummy :]
+    assert tail[: len(spec.extra_args)] == list(spec.extra_args)
 
 
 def test_profile_tp2_and_worker_gpu_slices(qwen3_plan, monkeypatch):
@@ -122,26 +193,38 @@ def test_each_session_writes_its_own_server_log(tmp_path):
     assert ServerSlot(tmp_path).session == session_id()
 
 
-@pytest.mark.skipif(
-    not HAS_VLLM, reason="vllm is not installed (GPU boxes: pip install -e '.[gpu]')"
-)
+@pytest.mark.skipif(not HAS_VLLM, reason=NO_VLLM)
 @pytest.mark.parametrize("precision", ["bf16", "fp8", "nvfp4"])
-@pytest.mark.parametrize("profile", [None, "tp2"])
+@pytest.mark.parametrize("profile", PROFILES)
 def test_vllms_own_parser_accepts_the_command(qwen3_plan, precision, profile):
-    from vllm.entrypoints.openai.cli_args import make_arg_parser
-
-    try:
-        from vllm.utils.argparse_utils import FlexibleArgumentParser
-    except ImportError:  # older layouts
-        from vllm.utils import FlexibleArgumentParser
     plan = qwen3_plan(precision, profile)
-    args = make_arg_parser(FlexibleArgumentParser()).parse_args(plan.argv[3:])
+    args = _vllm_parse(plan.argv[3:])
     v = load_suite(QWEN3, profile).engine.vllm
     assert args.model == plan.model_path
     assert args.tensor_parallel_size == v.tensor_parallel_size
     assert args.max_model_len == v.max_model_len
     assert args.gpu_memory_utilization == v.gpu_memory_utilization
     assert args.max_num_seqs == v.max_num_seqs
-    assert args.enforce_eager is True and args.disable_custom_all_reduce is True
+    assert bool(args.enforce_eager) is v.enforce_eager  # unset: vLLM's default (CUDA graphs)
+    assert bool(args.disable_custom_all_reduce) is v.disable_custom_all_reduce
     assert str(args.attention_backend).upper().endswith("TRITON_ATTN")
     assert args.served_model_name == [plan.served_model]
+
+
+@pytest.mark.skipif(not HAS_VLLM, reason=NO_VLLM)
+@pytest.mark.parametrize("plan_name,index", BENCH_SPECS)
+def test_vllms_own_parser_accepts_the_benchmark_commands(tmp_path, plan_name, index):
+    bench = _bench()
+    spec = bench.PLANS[plan_name][index]
+    args = _vllm_parse(bench.plan_for(spec, tmp_path, tmp_path).argv[3:])
+    v = load_suite(QWEN3, spec.profile).engine.vllm.model_copy(update=spec.vllm)
+    assert args.max_num_seqs == v.max_num_seqs and args.max_model_len == v.max_model_len
+    assert bool(args.enforce_eager) is v.enforce_eager
+    assert str(args.attention_backend).upper().endswith(v.attention_backend)
+    assert args.load_format == ("dummy" if spec.dummy else "auto")
+    assert args.quantization == spec.quantization
+    if "--no-enable-prefix-caching" in spec.extra_args:
+        assert args.enable_prefix_caching is False
+    if "--max-num-batched-tokens" in spec.extra_args:
+        wanted = spec.extra_args[spec.extra_args.index("--max-num-batched-tokens") + 1]
+        assert args.max_num_batched_tokens == int(wanted)
