@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 import math
 import time
 from collections import defaultdict
@@ -138,12 +139,22 @@ def route(question: Mapping[str, Any]) -> str:
 
 class LiveBenchScorer:
     """``scorer(question, answer_text) -> score``: LiveBench's own scorer for the question's task,
-    imported from the installed ``livebench`` package on first use."""
+    imported from the installed ``livebench`` package on first use.
+
+    Coding (``lcb_generation``: LCB_generation and coding_completion) is graded the way
+    LiveBench's ``LCB_generation_process_results`` grades it — last fenced block, the
+    ``partial_solution`` prepended where the code does not start with it, public then private
+    tests (decoded without unpickling), ``metadata.func_name`` for functional problems, 6 s per
+    test, 1 only when every test passes — but every program runs in quantgate's sandbox
+    (:mod:`quantgate.sandbox`, via :func:`quantgate.scoring.lcb.grading_plan`), never in
+    upstream's ``codegen_metrics`` on the host. ``code_generation`` (later releases) is not
+    sandboxed and therefore refused."""
 
     name = "livebench"
 
     def __init__(self) -> None:
         self._functions: dict[str, Any] = {}
+        self._box = None
 
     def function(self, name: str):
         if name not in self._functions:
@@ -153,6 +164,14 @@ class LiveBenchScorer:
 
     def __call__(self, question: dict, text: str) -> float:
         name = route(question)
+        if name == "lcb_generation":
+            return self._sandboxed_code(question, text)
+        if name == "code_generation":
+            raise UnsupportedTask(
+                f"task {question['task']!r}: LiveBench's code_generation scorer would run the "
+                "model's programs on the host; quantgate grades only LCB_generation and "
+                "coding_completion (in its sandbox)"
+            )
         kind = ROUTES[name][2]
         if "ground_truth" not in question and name not in _GT_OPTIONAL:
             raise ValueError("Questions must have ground_truth to run gen_ground_truth_judgment.")
@@ -173,6 +192,45 @@ class LiveBenchScorer:
         if kind == "question":
             return fn(question, text, False)
         return self._ifeval(question, text)
+
+    def _sandboxed_code(self, question: dict, text: str) -> float:
+        from datetime import datetime
+
+        from quantgate.sandbox import Limits, Sandbox
+        from quantgate.scoring.lcb import Problem, decode_private_tests, extract_code, grading_plan
+
+        def loaded(value, default):
+            value = default if value in (None, "") else value
+            return json.loads(value) if isinstance(value, str) else value
+
+        original = question.get("original_json") or {}
+        metadata = loaded(original.get("metadata"), "{}")
+        private = question.get("private_test_cases") or "[]"
+        problem = Problem(
+            question_id=str(question["question_id"]),
+            question_title=str(question.get("question_title", "")),
+            question_content=question["turns"][0],
+            platform=str(original.get("platform", "")),
+            contest_id=str(original.get("contest_id", "")),
+            contest_date=datetime.min,
+            starter_code=question.get("partial_solution") or "",
+            difficulty=str(original.get("difficulty", "")),
+            public_tests=tuple(loaded(question["public_test_cases"], "[]")),
+            private_tests=tuple(
+                decode_private_tests(private) if isinstance(private, str) else private
+            ),
+            fn_name=metadata.get("func_name"),
+        )
+        code = extract_code(text)
+        partial = question.get("partial_solution") or ""
+        if partial and not code.startswith(partial):
+            code = partial + "\n" + code
+        if not code.strip():
+            return 0.0
+        if self._box is None:
+            self._box = Sandbox(limits=Limits(wall_seconds=9, cpu_seconds=7, memory_mb=2048))
+        files, argv, tests = grading_plan(problem, code)
+        return float(self._box.judge(files, argv, tests).passed)
 
     def _ifeval(self, question: dict, text: str) -> float:
         """Instruction following before 2025-11-25: LiveBench's IFEval strict check of one

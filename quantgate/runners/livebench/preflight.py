@@ -91,7 +91,7 @@ _CODE = [
     _module("scipy"),
     _module("sortedcontainers"),
     _module("shortuuid"),
-]  # solutions run in this interpreter
+]  # solutions import these, in the sandbox's interpreter (this venv's, bound in)
 _IFEVAL = [_module("nltk"), _module("langdetect"), _module("immutabledict"), _module("pandas")]
 NEEDS: dict[str, list[Need]] = {
     "tablereformat": [HTML_PARSER],
