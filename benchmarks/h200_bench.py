@@ -116,6 +116,19 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
             ),
         ),
     ),
+    # the three clients without prefix caching (identical prompts would be prefilled once, for
+    # the first client only) and below the KV-cache capacity (256 x 1728 tokens preempts)
+    "harness-fair": (
+        ServerSpec(
+            "suite defaults, no prefix caching",
+            (
+                _t(8, 24, 35, clients=ALL),
+                _t(64, 128, 80, clients=ALL),
+                _n(64, 128, 55),
+            ),
+            extra_args=("--no-enable-prefix-caching",),
+        ),
+    ),
     "precision": (
         ServerSpec(
             "bf16 batch-invariant",
