@@ -227,6 +227,7 @@ def gate_against(
         method=method,
         threshold=gate.threshold,
         repeats=int(run.provenance.get("repeats") or 1),
+        fail=gate.fail,
     )
 
 
@@ -238,7 +239,9 @@ def drift_verdict(stored: Baseline, new: Baseline):
     if stale_reasons(stored, new.identity) or set(stored.items) != set(new.items):
         return None
     gate = {
-        k: v for k, v in new.gate.items() if k in ("method", "margin", "alpha", "beta", "threshold")
+        k: v
+        for k, v in new.gate.items()
+        if k in ("method", "margin", "alpha", "beta", "threshold", "fail")
     }
     if gate.get("method") == "unpaired":
         gate["method"] = "paired"  # both sides have items here

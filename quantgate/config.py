@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from quantgate.gate import METHODS
+from quantgate.gate import FAIL_RULES, METHODS, THRESHOLD_METHODS
 
 # Names appear in test ids, <suite>-<task>-<precision>: task and precision names have no dashes;
 # a suite's name (its file stem, e.g. qwen3-32b) may.
@@ -94,17 +94,23 @@ class Generation(_Strict):
 
 
 class GateConfig(_Strict):
+    """A task's gate (quantgate.gate.compare): ``{method: paired, margin: 0.02}``; ``fail:
+    strict`` FAILs only when the upper bound is below -margin (alpha-controlled) instead of
+    when the drop is significant and beyond the margin (a drop equal to the margin FAILs about
+    half the time)."""
+
     method: str = "paired"
     margin: float | None = Field(0.02, ge=0, lt=1)
     threshold: float | None = None
     alpha: float = Field(0.05, gt=0, lt=1)
     beta: float = Field(0.2, gt=0, lt=1)
+    fail: Literal[FAIL_RULES] = "default"
 
     @model_validator(mode="after")
     def _rule_has_its_parameter(self) -> GateConfig:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; expected one of {METHODS}")
-        if self.method in ("recovery", "rtol") and self.threshold is None:
+        if self.method in THRESHOLD_METHODS and self.threshold is None:
             raise ValueError(f"method {self.method!r} needs 'threshold' (e.g. 0.95 / 0.08)")
         return self
 
@@ -135,6 +141,15 @@ class CodeTask(_Strict):
     exclude: list[str] = []  # problem ids left out (e.g. LiveCodeBench's ERRATA.md)
 
 
+class Sequential(_Strict):
+    """Sequential early stopping of a candidate's run (quantgate.sequential): its items, in a
+    seeded order the same for every precision, in ``looks`` chunks; after each chunk the paired
+    gate checks O'Brien-Fleming-type boundaries on both sides and generation stops once PASS or
+    FAIL is settled. ``looks: 1`` is the fixed design (a task opting out of a suite default)."""
+
+    looks: int = Field(ge=1, le=20)
+
+
 class Task(_Strict):
     runner: Literal[RUNNERS] = "lmeval"
     lmeval_task: str | None = None
@@ -158,6 +173,17 @@ class Task(_Strict):
     questions_dir: str | None = None
     scorer: str | None = Field(None, pattern=r"^[\w.]+:[\w.]+$")
     code: CodeTask | None = None  # runners livecodebench and scicode
+    # quantgate.sequential: {looks: K}; default the suite's ``sequential`` (paired tasks only)
+    sequential: Sequential | None = None
+
+    @model_validator(mode="after")
+    def _sequential_needs_the_paired_gate(self) -> Task:
+        if self.sequential and self.sequential.looks > 1 and self.gate.method != "paired":
+            raise ValueError(
+                f"sequential needs gate.method 'paired' (its boundaries are the paired test's), "
+                f"not {self.gate.method!r}; drop 'sequential' or set looks: 1"
+            )
+        return self
 
     @model_validator(mode="after")
     def _runner_has_its_task(self) -> Task:
@@ -215,8 +241,13 @@ class Suite(_Strict):
     tasks: dict[str, Task]
     throughput: Throughput | None = None
     profiles: dict[str, dict[str, Any]] = {}  # name -> overrides of this suite's keys (--profile)
+    # quantgate.family.suite_verdict: the family-wise alpha of one verdict per precision over
+    # the suite's tasks (Holm); each task's own verdict keeps its own gate.alpha
+    family_alpha: float = Field(0.05, gt=0, lt=1)
     # quantgate.hygiene: a candidate's truncated / empty / unanswerable share may rise this much
     hygiene_tolerance: float = Field(0.02, ge=0, lt=1)
+    # quantgate.sequential: the default of every paired task without its own ``sequential``
+    sequential: Sequential | None = None
     path: Path | None = None
 
     @field_validator("precisions", "tasks")
@@ -263,7 +294,7 @@ class Suite(_Strict):
 
     def task_config_hash(self, task: str) -> str:
         """Hash of what determines a task's scores apart from the checkpoint."""
-        spec = self.tasks[task].model_dump(mode="json", exclude={"gate"})
+        spec = self.tasks[task].model_dump(mode="json", exclude={"gate", "sequential"})
         for key in LATER_TASK_KEYS:  # unset, they leave the hash (and older baselines) as it was
             if spec.get(key) in (None, [], {}):
                 spec.pop(key, None)

@@ -172,9 +172,16 @@ def verdict_record(case_id: str, against: str, verdict: Any, *, run: Any = None)
         "threshold": verdict.threshold,
         "flips_down": verdict.flips_down,
         "flips_up": verdict.flips_up,
-        "mde": verdict.mde,
+        # the MDE column: the drop FAIL catches with power 1 - beta under the verdict's FAIL
+        # rule (quantgate.gate.Verdict.fail_mde); test_mde: the significance test's alone
+        "mde": verdict.fail_mde if getattr(verdict, "fail_mde", None) is not None else verdict.mde,
+        "test_mde": verdict.mde,
+        "fail_rule": getattr(verdict, "fail_rule", "default"),
+        "p_noninferiority": getattr(verdict, "p_noninferiority", None),
+        "p_drop": getattr(verdict, "p_drop", None),
         "verdict": verdict.outcome,
-        "required_n": verdict.required_n,
+        "required_n": verdict.required_n,  # the planning n (no true difference)
+        "required_n_observed": getattr(verdict, "required_n_observed", None),
     }
 
 
@@ -182,8 +189,20 @@ def _signed_pp(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:+.1f} pp"
 
 
+def _n_cell(r: dict) -> Any:
+    """The n column: the items compared; for a sequential run (quantgate.sequential) also of
+    how many, and at which look it stopped: ``38/150 (look 1/4)``."""
+    if r.get("n") is None:
+        return "-"
+    if r.get("look") is None:
+        return r["n"]
+    return f"{r['n']}/{r['total']} (look {r['look']}/{r['looks']})"
+
+
 def summary_table(records: Sequence[dict]) -> str:
-    """One line per recorded case: task, n, means, diff with its interval, margin, flips, MDE."""
+    """One line per recorded case: task, n, means, diff with its interval, margin, flips, MDE
+    (the true drop FAIL catches with power 1 - beta), verdict (with the planning n when
+    inconclusive, and "strict" under the strict FAIL rule)."""
     rows = []
     for r in records:
         interval = (
@@ -197,12 +216,14 @@ def summary_table(records: Sequence[dict]) -> str:
             if r.get("margin") is not None
             else (f"t={r['threshold']}" if r.get("threshold") is not None else "-")
         )
-        verdict = r["verdict"] + (f" (n≈{r['required_n']})" if r.get("required_n") else "")
+        notes = ["strict"] if r.get("fail_rule") == "strict" else []
+        notes += [f"n≈{r['required_n']}"] if r.get("required_n") else []
+        verdict = r["verdict"] + (f" ({', '.join(notes)})" if notes else "")
         rows.append(
             [
                 r["case"],
                 r["vs"],
-                r.get("n") if r.get("n") is not None else "-",
+                _n_cell(r),
                 percent(r.get("ref")),
                 percent(r.get("cand")),
                 _signed_pp(r.get("diff")),

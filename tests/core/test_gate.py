@@ -1,5 +1,6 @@
 """The statistical gate: semantics on hand-made vectors, properties by seeded simulation."""
 
+import functools
 import math
 
 import numpy as np
@@ -10,8 +11,14 @@ from quantgate.gate import GateError, Summary, compare, required_n
 ALPHA = 0.05
 
 
+@functools.lru_cache
+def _keys(n: int) -> tuple[str, ...]:
+    return tuple(f"q{i:04d}" for i in range(n))
+
+
 def _items(values) -> dict[str, float]:
-    return {f"q{i:04d}": float(v) for i, v in enumerate(values)}
+    values = np.asarray(values, dtype=float).tolist()
+    return dict(zip(_keys(len(values)), values))
 
 
 def _paired_runs(rng, n, p_down, p_up, p_ref=0.7):
@@ -54,11 +61,49 @@ def test_inconclusive_says_how_many_items_would_settle_it():
     assert v.outcome == "inconclusive"
     assert v.required_n is not None and v.required_n > 30
     assert f"about {v.required_n} items would settle it" in v.message
-    # and that many items with the same pattern would indeed pass
-    scale = math.ceil(v.required_n / 30)
+    # the planning n assumes no true difference at the observed discordance (1 item in 30)...
+    assert v.required_n == required_n(0.05, 1 / 30)
+    # ...and the n if the observed -3.3 pp were real comes second, and is larger
+    assert v.required_n_observed == required_n(0.05, 1 / 30, diff=-1 / 30)
+    assert v.required_n_observed > v.required_n
+    assert v.message.index(f"about {v.required_n} items") < v.message.index(
+        f"if the observed -3.3 pp is real, about {v.required_n_observed}"
+    )
+    # that many items with the same pattern (the observed drop real) would indeed pass
+    scale = math.ceil(v.required_n_observed / 30)
     big_ref = _items([1.0] * 20 * scale + [0.0] * 10 * scale)
     big_cand = dict(big_ref, **{f"q{i:04d}": 0.0 for i in range(scale)})
     assert compare(big_ref, big_cand, margin=0.05).outcome == "pass"
+
+
+def test_the_planning_n_settles_a_no_difference_candidate_with_the_planned_power():
+    """Issue 12 item 3: at the planning n a candidate with no true difference and the observed
+    discordance passes about 1 - beta of the time (the plug-in n over-provisions 2-3x)."""
+    rng = np.random.default_rng(20261203)
+    v = compare(*_paired_runs(rng, 100, 0.10, 0.10), margin=0.08)
+    while v.outcome != "inconclusive":  # about 4 in 10 are, at rho 20 %
+        v = compare(*_paired_runs(rng, 100, 0.10, 0.10), margin=0.08)
+    rho = (v.flips_down + v.flips_up) / v.n
+    assert v.required_n == required_n(0.08, rho)
+    passes = np.mean(
+        [
+            compare(*_paired_runs(rng, v.required_n, rho / 2, rho / 2), margin=0.08).passed
+            for _ in range(400)
+        ]
+    )
+    assert 0.72 <= passes <= 0.90  # planned for 80 %
+
+
+def test_inconclusive_with_repeats_plans_with_the_repeats_pseudo_items():
+    """Issue 12 item 1: the settling n went through without ``repeats`` (310 here, not 179)."""
+    rng = np.random.default_rng(12)
+    p = rng.beta(0.5, 0.5, 60)
+    ref, cand = rng.binomial(16, p) / 16, rng.binomial(16, p) / 16
+    v = compare(_items(ref), _items(cand), margin=0.02, repeats=16)
+    assert v.outcome == "inconclusive"
+    rho = float(np.mean((cand - ref) ** 2))
+    assert v.required_n == required_n(0.02, rho, repeats=16) == 179
+    assert v.required_n_observed == required_n(0.02, rho, diff=v.diff, repeats=16)
 
 
 def test_large_significant_drop_fails_with_readable_numbers():
@@ -97,10 +142,56 @@ def test_items_on_one_side_only_are_an_error_listing_them():
         compare(ref, cand, margin=0.02)
 
 
-@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan")])
+@pytest.mark.parametrize("bad", [1.5, -0.1])
 def test_scores_outside_unit_interval_are_rejected(bad):
     with pytest.raises(GateError, match=r"candidate: scores must lie in \[0, 1\].*b="):
         compare({"a": 1.0, "b": 1.0}, {"a": 1.0, "b": bad}, margin=0.02)
+
+
+@pytest.mark.parametrize("method", ["paired", "unpaired", "abs_drop"])
+@pytest.mark.parametrize(
+    ("bad", "shown"), [(None, "None"), ("1", "'1'"), (float("nan"), "nan"), ([1.0], r"\[1.0\]")]
+)
+@pytest.mark.parametrize("side", ["reference", "candidate"])
+def test_scores_that_are_not_numbers_are_a_gate_error_naming_item_and_side(
+    side, bad, shown, method
+):
+    """Issue 12 item 1: None raised TypeError, the string "1" was accepted."""
+    good = {"a": 1.0, "b": 1.0, "c": 0.0}
+    sides = {"reference": dict(good), "candidate": dict(good)}
+    sides[side]["b"] = bad
+    with pytest.raises(GateError, match=rf"{side}: .*not a number.*\bb={shown}"):
+        compare(sides["reference"], sides["candidate"], margin=0.02, method=method)
+
+
+def test_summary_of_rejects_non_numbers_too():
+    with pytest.raises(GateError, match=r"scores: .*not a number.*x=None"):
+        Summary.of({"x": None, "y": 1.0})
+
+
+def test_repeats_are_checked_against_the_scores():
+    """Issue 12 item 1: a score of 0.3 is no mean of 16 samples (0.3 * 16 = 4.8)."""
+    ref = {"a": 0.25, "b": 0.5, "c": 1.0}
+    with pytest.raises(GateError, match=r"candidate: .*multiples of 1/16.*\bb=0\.3\b"):
+        compare(ref, {"a": 0.25, "b": 0.3, "c": 1.0}, margin=0.1, repeats=16)
+    with pytest.raises(GateError, match=r"reference: .*multiples of 1/4.*\ba=0\.3125\b"):
+        compare({"a": 0.3125, "b": 0.5}, {"a": 0.25, "b": 0.5}, margin=0.1, repeats=4)
+    # means of 16 samples pass, rounding noise included (within 1e-9)
+    v = compare(ref, {"a": 0.25 + 1e-12, "b": 7 / 16, "c": 1.0}, margin=0.1, repeats=16)
+    assert (v.flips_down, v.flips_up) == (1, 0)  # 0.25 + 1e-12 is 4/16: no flip
+    # repeats=1: one sample per item, or a graded score (LiveBench's partial credit)
+    assert compare({"a": 0.3, "b": 1.0}, {"a": 0.3, "b": 1.0}, margin=0.5).n == 2
+
+
+def test_zero_one_scores_declared_as_16_repeats_do_not_fail_on_three_flips():
+    """Issue 12 item 1: 3 down-flips of 30 (exact one-sided p = 0.125) failed with repeats=16,
+    the t interval trusting +-1/16 pseudo-items on scores that are 0/1."""
+    ref = _items([1.0] * 20 + [0.0] * 10)
+    cand = dict(ref, q0000=0.0, q0001=0.0, q0002=0.0)
+    assert compare(ref, cand, margin=0.05).outcome == "inconclusive"
+    v = compare(ref, cand, margin=0.05, repeats=16)
+    assert v.outcome != "fail"
+    assert v.p_drop == pytest.approx(0.125)  # exact: the sign-flip test on 30 items
 
 
 def test_bad_parameters_are_rejected():
@@ -127,8 +218,11 @@ def test_abs_drop_recovery_and_rtol_rules():
     assert compare(ref, cand, method="abs_drop", margin=0.05).outcome == "fail"
     assert compare(ref, cand, method="recovery", threshold=0.92).outcome == "pass"  # 0.925
     assert compare(ref, cand, method="recovery", threshold=0.95).outcome == "fail"
-    assert compare(ref, cand, method="rtol", threshold=0.08).outcome == "pass"  # >= 0.736
-    v = compare(ref, cand, method="rtol", threshold=0.05)
+    # vLLM's isclose: |0.80 - 0.74| <= rtol * 0.74, i.e. candidate >= 0.80 / 1.08 = 0.7407
+    assert compare(ref, cand, method="rtol", threshold=0.08).outcome == "fail"
+    assert compare(ref, cand, method="rtol", threshold=0.09).outcome == "pass"
+    assert compare(ref, cand, method="rtol_one_sided", threshold=0.08).outcome == "pass"  # 0.736
+    v = compare(ref, cand, method="rtol_one_sided", threshold=0.05)
     assert v.outcome == "fail" and v.flips_down == 6 and v.recovery == pytest.approx(0.925)
 
 
@@ -143,6 +237,28 @@ def test_unpaired_against_a_stored_summary():
         Summary(0.8, 0.04, 100), Summary(0.78, 0.04, 100), method="unpaired", margin=0.05
     )
     assert small.outcome == "inconclusive" and small.required_n > 100
+
+
+def test_unpaired_at_margin_0_with_equal_means_is_inconclusive_not_an_overflow():
+    """Issue 12 item 1: OverflowError (room = 0) in the settling n."""
+    v = compare(Summary(0.5, 0.05, 100), Summary(0.5, 0.05, 100), margin=0.0, method="unpaired")
+    assert v.outcome == "inconclusive" and v.required_n is None
+    assert "about" not in v.message  # no n settles a margin of 0 at no difference
+
+
+def test_unpaired_with_a_zero_variance_side_is_not_certain():
+    """Issue 12 item 1: one item each side was a FAIL with interval [-100, -100] pp."""
+    v = compare({"a": 1.0}, {"a": 0.0}, margin=0.1, method="unpaired")
+    assert v.outcome == "inconclusive"  # as the paired gate says
+    assert v.ci_low < -0.9 and v.ci_high > 0
+    assert compare({"a": 1.0}, {"a": 0.0}, margin=0.1).outcome == "inconclusive"
+    both_right = {"a": 1.0, "b": 1.0}
+    v = compare(both_right, dict(both_right), margin=0.0, method="unpaired")
+    assert v.outcome == "inconclusive" and v.ci_low < 0 < v.ci_high
+    # a constant side among many items: the other side's spread decides, the floor is small
+    big = Summary(0.9, 0.0, 2000)
+    v = compare(big, Summary(0.9, 0.006, 2000), margin=0.02, method="unpaired")
+    assert v.outcome == "pass" and -0.011 < v.ci_low < -0.009
 
 
 def test_summary_of_items_uses_the_sample_stderr():
@@ -254,3 +370,75 @@ def test_repeats_must_be_positive():
 def test_required_n_plans_with_the_repeats_pseudo_items():
     assert required_n(0.05, 0.012, repeats=16) <= 31  # answer-only AIME: 30 problems x 16
     assert required_n(0.05, 0.012) > 2 * required_n(0.05, 0.012, repeats=16)
+
+
+# --- what FAIL means (issue 12 item 2) ----------------------------------------------------------
+
+
+def _fail_rate(rng, n, drop, margin, runs, rho=0.10, **kw):
+    """Share of ``runs`` paired datasets (``rho`` background discordance, true ``drop``) that
+    FAIL."""
+    return np.mean(
+        [
+            compare(*_paired_runs(rng, n, rho / 2 + drop, rho / 2), margin=margin, **kw).outcome
+            == "fail"
+            for _ in range(runs)
+        ]
+    )
+
+
+def test_fail_mde_is_the_drop_fail_catches_with_the_planned_power():
+    """The test MDE (significance against 0) is not what FAIL catches 80 % of the time: FAIL also
+    needs diff < -margin. ``fail_mde`` is; at n = 1000 / margin 3 pp the two differ ~1.6x."""
+    rng = np.random.default_rng(20261206)
+    v = compare(*_paired_runs(rng, 1000, 0.05, 0.05), margin=0.03)
+    assert v.fail_mde > 1.4 * v.mde
+    assert 0.70 <= _fail_rate(rng, 1000, v.fail_mde, 0.03, 400) <= 0.90
+    assert _fail_rate(rng, 1000, v.mde, 0.03, 400) < 0.45
+    strict = compare(*_paired_runs(rng, 1000, 0.05, 0.05), margin=0.03, fail="strict")
+    assert 0.70 <= _fail_rate(rng, 1000, strict.fail_mde, 0.03, 400, fail="strict") <= 0.92
+
+
+def test_a_drop_equal_to_the_margin_fails_about_half_the_time():
+    rng = np.random.default_rng(20261207)
+    assert 0.38 <= _fail_rate(rng, 1000, 0.03, 0.03, 400) <= 0.62
+
+
+def test_strict_fail_rule_holds_alpha_at_a_drop_equal_to_the_margin():
+    """``fail="strict"``: FAIL iff the upper bound is below -margin, an alpha-level test of
+    'the drop exceeds the margin'."""
+    rng = np.random.default_rng(20261208)
+    runs = 1500
+    rate = _fail_rate(rng, 1000, 0.03, 0.03, runs, fail="strict")
+    assert rate <= ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / runs)
+    assert _fail_rate(rng, 1000, 0.09, 0.03, 200, fail="strict") >= 0.95  # 3x still fails
+
+
+def test_strict_fail_rule_on_hand_made_vectors():
+    ref = _items([1.0] * 400 + [0.0] * 100)
+    cand = dict(ref, **{f"q{i:04d}": 0.0 for i in range(20)})  # -4 pp, margin 3 pp
+    default, strict = (
+        compare(ref, cand, margin=0.03),
+        compare(ref, cand, margin=0.03, fail="strict"),
+    )
+    assert default.outcome == "fail" and strict.outcome == "inconclusive"
+    assert strict.ci_high > -0.03 and strict.fail_rule == "strict"
+    assert strict.fail_mde > default.fail_mde > default.mde
+    assert "strict" in strict.message
+    much_worse = dict(ref, **{f"q{i:04d}": 0.0 for i in range(60)})  # -12 pp
+    assert compare(ref, much_worse, margin=0.03, fail="strict").outcome == "fail"
+    with pytest.raises(GateError, match="fail rule 'lenient'"):
+        compare(ref, cand, margin=0.03, fail="lenient")
+
+
+def test_verdicts_carry_one_sided_p_values_matching_their_outcome():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(20, 400))
+        drop = float(rng.choice([0.0, 0.03, 0.1]))
+        margin = float(rng.choice([0.0, 0.02, 0.05]))
+        v = compare(*_paired_runs(rng, n, 0.05 + drop, 0.05), margin=margin)
+        assert 0 < v.p_noninferiority <= 1 and 0 < v.p_drop <= 1
+        assert (v.outcome == "pass") == (v.p_noninferiority <= ALPHA)
+        if v.outcome == "fail":
+            assert v.p_drop < ALPHA and v.diff < -margin
