@@ -9,6 +9,12 @@ Servers are :class:`quantgate.serving.engines.ServerSlot`'s (one at a time), run
 (:class:`~quantgate.runs.NotRunnable`) skips, one that broke (:class:`~quantgate.runs.RunError`)
 fails. Heavy imports (lm-eval, torch, transformers) happen inside fixture bodies, so
 ``pytest --help`` and the fast unit tests stay fast.
+
+A candidate's task with ``sequential: {looks: K}`` (or the suite's default) runs chunk after
+chunk against the stored reference baseline (:func:`quantgate.sequential.run_candidate`) and
+stops generating once PASS or FAIL is settled; not with ``--limit`` or ``--snapshot-update``
+(baselines are written from complete runs), nor without a usable reference baseline (the
+decision then says what is missing).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class GateSession:
         self.root = Path(config.getoption("--quantgate-dir")).resolve()
         self.limit = config.getoption("--limit")
         self.from_cache = config.getoption("--from-cache")
+        self.update = bool(config.getoption("--snapshot-update", False))
+        self.config = config
         self.servers = ServerSlot(
             self.root,
             server_url=config.getoption("--server-url"),
@@ -51,6 +59,26 @@ class GateSession:
             source = self.servers.pending(suite, case.precision)
             if self.from_cache:
                 source = PendingEndpoint(source.answerer, lambda: refuse_server(case))
+            sequential = self._sequential(case, suite)
+            if sequential is not None:
+                from quantgate.jsonl import atomic_write_text
+                from quantgate.runners.registry import RUN_FILE, run_dir
+                from quantgate.sequential import run_candidate
+
+                design, reference, where = sequential
+                run = run_candidate(
+                    design,
+                    reference,
+                    suite.tasks[case.task].gate,
+                    lambda items: run_case(
+                        suite, case.task, case.precision, source, root=self.root, items=items
+                    ),
+                    **where,
+                )
+                # run.json with the look it stopped at: a rebuilt report decides as this one
+                folder = run_dir(self.root, suite.name, case.precision, case.task)
+                atomic_write_text(folder / RUN_FILE, run.to_json())
+                return run
             return run_case(
                 suite, case.task, case.precision, source, root=self.root, limit=self.limit
             )
@@ -62,6 +90,40 @@ class GateSession:
         if skipped:
             pytest.skip(message)
         pytest.fail(message, pytrace=False)
+
+    def _sequential(self, case, suite):
+        """(design, reference baseline, gate_against's where) for a sequential candidate run,
+        or None: run every item."""
+        from plugins.baselines import baselines_root
+        from quantgate.baselines import (
+            BaselineError,
+            baseline_path,
+            identity,
+            load_baseline,
+            stale_reasons,
+        )
+        from quantgate.cases import refresh_command
+        from quantgate.sequential import candidate_design, settings_for
+
+        if self.limit is not None or self.update or settings_for(suite, case.task) is None:
+            return None
+        path = baseline_path(baselines_root(self.config), case.suite, case.task, suite.reference)
+        mine = identity(suite, case.task, suite.reference)
+        try:
+            reference = load_baseline(path)
+        except BaselineError:
+            return None
+        if reference is None or stale_reasons(reference, mine):
+            return None
+        design = candidate_design(suite, case.task, case.precision, reference)
+        if design is None:
+            return None
+        where = {
+            "identity": mine,
+            "where": str(path),
+            "refresh": refresh_command(case.suite, suite.reference),
+        }
+        return design, reference, where
 
     def _failure(self, exc: Exception) -> str:
         """What a run's exception means: the server died (requests failing because it is

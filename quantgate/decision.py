@@ -31,7 +31,7 @@ data (:data:`VERDICT_ROW`, :data:`LIVEBENCH_ROW`), ready for ``user_properties``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ from quantgate.report import (
     verdict_table,
 )
 from quantgate.runs import TaskRun
+from quantgate.sequential import Design, describe, look_verdict
 
 
 @dataclass
@@ -101,6 +102,8 @@ def decide_case(
         run, {**mine, **host_provenance()}, gate=task.gate.model_dump(mode="json")
     )
     decision = CaseDecision(baseline=new)
+    look = sequential_look(run)
+    partial = look is not None and look["n"] < look["total"]
     decision.rows.append((SETUP_ROW, setup_record(case, run, mine)))
     mismatch = served_model_mismatch(run, suite, case.precision)
     if mismatch:
@@ -126,7 +129,8 @@ def decide_case(
                 f"({'; '.join(reasons)}); refresh it with:\n    {refresh}"
             )
         else:
-            drift = drift_verdict(own, new)
+            # a sequential run that stopped early: its items are a prefix of the task's
+            drift = drift_verdict(*_common_items(own, new)) if partial else drift_verdict(own, new)
             if drift is not None and is_reference:
                 decision.rows.append((VERDICT_ROW, verdict_record(case.id, "own history", drift)))
             if drift is None or drift.outcome == "fail":
@@ -150,6 +154,8 @@ def decide_case(
             f"store it with:\n    {refresh} --accept-drift"
         )
     decision.store = (update and not refused) or (own is not None and not decision.problems)
+    if partial and own is not None and not update:
+        decision.baseline = own  # a partial run never replaces a baseline: syrupy sees it as it is
 
     if not is_reference:
         _gate(decision, case, run, suite, baselines_root, limit)
@@ -207,24 +213,52 @@ def _model_names_match(served: str, checkpoint: str) -> bool:
     return served.strip().lower() == checkpoint.strip().lower() or last(served) == last(checkpoint)
 
 
+def sequential_look(run: TaskRun) -> dict[str, Any] | None:
+    """Where a sequential run stopped (:func:`quantgate.sequential.look_record`, left in its
+    provenance by the loop), or None for a run of every item."""
+    look = run.provenance.get("sequential")
+    return look if isinstance(look, dict) and "look" in look else None
+
+
+def _common_items(own: Baseline, new: Baseline) -> tuple[Baseline, Baseline]:
+    """Both baselines on the items they share (a sequential run covers a prefix of the task)."""
+    shared = [k for k in new.items if k in own.items]
+    return (
+        replace(own, items={k: own.items[k] for k in shared}),
+        replace(new, items={k: new.items[k] for k in shared}),
+    )
+
+
 def _gate(
     decision: CaseDecision, case: Case, run: TaskRun, suite: Suite, root: Path, limit: int | None
 ) -> None:
-    """The candidate against the reference's stored items."""
+    """The candidate against the reference's stored items; a sequential run at the nominal
+    alphas of the look it stopped at, on the reference's same items (quantgate.sequential)."""
     reference = suite.reference
     ref_path = baseline_path(root, case.suite, case.task, reference)
     livebench = _livebench(decision, case, run, reference, ref_path)
+    look = sequential_look(run)
+    where = {
+        "identity": identity(suite, case.task, reference),
+        "where": str(ref_path),
+        "refresh": refresh_command(case.suite, reference),
+    }
     try:
         stored = load_baseline(ref_path)
-        verdict = gate_against(
-            stored,
-            run,
-            suite.tasks[case.task].gate,
-            identity=identity(suite, case.task, reference),
-            where=str(ref_path),
-            refresh=refresh_command(case.suite, reference),
-            subset_ok=limit is not None,
-        )
+        if look is not None and stored is not None:
+            verdict, _ = look_verdict(
+                stored,
+                run,
+                suite.tasks[case.task].gate,
+                Design.from_record(look),
+                look["look"],
+                **where,
+            )
+            verdict = replace(verdict, message=f"{verdict.message}; {describe(look)}")
+        else:
+            verdict = gate_against(
+                stored, run, suite.tasks[case.task].gate, subset_ok=limit is not None, **where
+            )
     except BaselineError as exc:
         decision.problems.append(str(exc))
         return
@@ -235,7 +269,10 @@ def _gate(
         )
         return
     _hygiene(decision, case, run, suite, stored, reference)
-    decision.rows.append((VERDICT_ROW, verdict_record(case.id, reference, verdict)))
+    record = verdict_record(case.id, reference, verdict)
+    if look is not None:  # the summary's n column shows "38/150 (look 1/4)"
+        record.update(look=look["look"], looks=look["looks"], total=look["total"])
+    decision.rows.append((VERDICT_ROW, record))
     if verdict.outcome == "pass":
         return
     text = f"{verdict.message}\n{verdict_table([(case.id, reference, verdict)])}"

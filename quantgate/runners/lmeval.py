@@ -15,6 +15,14 @@ bytes, lm-eval's version and our task and scoring code): the same run again retu
 starting the server or lm-eval. Repeats are separate passes with their own seed and cache
 (lm-eval's own ``repeats`` share one cache key), averaged per item. Local data files are checked
 before ``endpoint`` is called (a callable starts no server for a broken case).
+
+``items=`` (item ids: ``<doc_id>``, or ``<subtask>/<doc_id>`` for a group's members) runs those
+docs through lm-eval's ``samples={task: [doc ids]}`` (:func:`item_selection`; a group's
+subtasks without requested ids are left out), the request cache answering the docs generated
+before. Doc ids are handed over sorted: lm-eval 0.4.13 maps the i-th selected doc, in dataset
+order, to the i-th id of the list as given. A task drawing few-shot examples at random (any
+sampler but ``first_n``) is refused with items=: its generator advances per evaluated doc, so
+a subset's prompts would differ from the full run's the reference was scored on.
 """
 
 from __future__ import annotations
@@ -96,19 +104,24 @@ def run(
     out_dir: Path,
     cache_dir: Path,
     limit: int | None = None,
+    items: list[str] | None = None,
 ) -> TaskRun:
-    """Evaluate ``suite.tasks[task_name]`` on ``endpoint`` and score each item."""
+    """Evaluate ``suite.tasks[task_name]`` on ``endpoint`` and score each item (``items``: only
+    these item ids, see the module docstring)."""
     import lm_eval
 
     task = suite.tasks[task_name]
     spec = task_spec(suite, task_name)  # missing data files: before any server starts
     manager = task_manager((task.lmeval_task,))
-    limit = limit if limit is not None else task.limit
+    if items is not None and limit is not None:
+        raise ValueError("items and limit exclude each other")
+    tasks, selection = item_selection(suite, task_name, spec, items)
+    limit = None if items is not None else limit if limit is not None else task.limit
     answerer = answerer_of(endpoint)
     key = cache_key(suite, task_name, precision, answerer)
     cache = cache_dir / suite.name / precision / task_name / key
     cache.mkdir(parents=True, exist_ok=True)
-    memo = cache / f"run-{_memo_key(suite, task_name, limit)}"
+    memo = cache / f"run-{_memo_key(suite, task_name, limit, items)}"
     if (memo / "run.json").exists() and (memo / "samples.jsonl").exists():
         return _from_memo(memo, out_dir)  # every answer known: no server, no lm-eval pass
     endpoint = live_endpoint(endpoint)
@@ -117,7 +130,9 @@ def run(
     base_seed = suite.generation.seed
     for repeat in range(task.repeats):
         seed = None if base_seed is None else base_seed + repeat
-        result = lm_eval.simple_evaluate(
+        result = _evaluate(
+            lm_eval.simple_evaluate,
+            selection,
             model=chat_model(),
             model_args={
                 "progress_label": f"{suite.name}-{task_name}-{precision}",
@@ -128,17 +143,20 @@ def run(
                 "tokenized_requests": False,
                 "max_retries": 3,
             },
-            tasks=[spec],
+            tasks=tasks,
             apply_chat_template=True,
             system_instruction=suite.generation.system_instruction,
             gen_kwargs=suite.gen_kwargs(task_name, seed),
             limit=limit,
+            samples=selection,
             log_samples=True,
             use_cache=str(cache / f"requests_r{repeat}"),
             bootstrap_iters=0,
             task_manager=manager,
             verbosity="WARNING",
         )
+        if selection is not None:
+            _check_fewshot(result, selection, suite, task_name)
         for subtask, record in _task_samples(result, task.lmeval_task):
             _collect(subtask, record, task.metric, repeat, per_item, samples)
     if not per_item:
@@ -157,6 +175,7 @@ def run(
             "lmeval_task": task.lmeval_task,
             "metric": task.metric,
             "limit": limit,
+            **({"selected_items": len(items)} if items is not None else {}),
             "repeats": task.repeats,
             "gen_kwargs": suite.gen_kwargs(task_name, base_seed),
             "system_instruction": suite.generation.system_instruction,
@@ -168,9 +187,12 @@ def run(
     return run
 
 
-def _memo_key(suite: Suite, task_name: str, limit: int | None) -> str:
-    """What else decides a finished run besides the cache folder's key: the limit, generation
-    settings, the data files' bytes, lm-eval's version and our task and scoring code."""
+def _memo_key(
+    suite: Suite, task_name: str, limit: int | None, items: list[str] | None = None
+) -> str:
+    """What else decides a finished run besides the cache folder's key: the limit (or the items
+    asked for), generation settings, the data files' bytes, lm-eval's version and our task and
+    scoring code."""
     task = suite.tasks[task_name]
     digest = hashlib.sha256()
     payload = {
@@ -179,6 +201,8 @@ def _memo_key(suite: Suite, task_name: str, limit: int | None) -> str:
         "system_instruction": suite.generation.system_instruction,
         "lm_eval": _version("lm_eval"),
     }
+    if items is not None:
+        payload["items"] = hashlib.sha256("\n".join(items).encode()).hexdigest()
     digest.update(json.dumps(payload, sort_keys=True, default=str).encode())
     for name in sorted(task.data_files.values()):
         digest.update(suite.resolve_path(name).read_bytes())
@@ -244,6 +268,80 @@ def chat_model() -> str:
             return answers
 
     return name
+
+
+class _DocIds(list):
+    """Sorted doc ids with a set's membership test: lm-eval checks ``i in samples`` for every
+    doc of the task (a plain list makes that quadratic: 12k MMLU-Pro docs)."""
+
+    def __init__(self, ids) -> None:
+        super().__init__(sorted(set(ids)))
+        self._members = frozenset(self)
+
+    def __contains__(self, value) -> bool:
+        return value in self._members
+
+
+def item_selection(
+    suite: Suite, task_name: str, spec: str | dict[str, Any], items: list[str] | None
+) -> tuple[list, dict[str, list[int]] | None]:
+    """lm-eval's ``tasks`` and ``samples`` for ``items``: plain doc ids select docs of the task
+    itself (``{lmeval_task: ids}``); ``<subtask>/<doc_id>`` ids select docs of a group's members,
+    which then run as tasks of their own (lm-eval runs every doc of a task the samples leave
+    out). Without items: ``([spec], None)``."""
+    if items is None:
+        return [spec], None
+    task = suite.tasks[task_name]
+    plain: list[int] = []
+    grouped: dict[str, list[int]] = {}
+    for item in items:
+        subtask, _, doc = str(item).rpartition("/")
+        if not doc.isdigit():
+            raise RunError(
+                f"{suite.path}: tasks.{task_name}: item {item!r} is not an lm-eval item id "
+                "(<doc_id>, or <subtask>/<doc_id> in a group)"
+            )
+        (grouped.setdefault(subtask, []) if subtask else plain).append(int(doc))
+    if plain and grouped:
+        raise RunError(
+            f"{suite.path}: tasks.{task_name}: items mix plain doc ids and <subtask>/<doc_id>"
+        )
+    if plain:
+        return [spec], {task.lmeval_task: _DocIds(plain)}
+    if task.data_files:
+        raise RunError(
+            f"{suite.path}: tasks.{task_name}: <subtask>/<doc_id> items with data_files: the "
+            "data override applies to the task as a whole, not to its members"
+        )
+    return sorted(grouped), {name: _DocIds(ids) for name, ids in grouped.items()}
+
+
+def _evaluate(simple_evaluate, selection: dict | None, **kwargs):
+    """``simple_evaluate(**kwargs)``; a doc id past the task's end (lm-eval asserts) as a
+    RunError."""
+    try:
+        return simple_evaluate(**kwargs)
+    except AssertionError as exc:
+        if selection is None or "--samples" not in str(exc):
+            raise
+        raise RunError(f"lm-eval refused the items asked for: {exc}") from None
+
+
+def _check_fewshot(result: dict[str, Any], selection: dict, suite: Suite, task_name: str) -> None:
+    """Refuse a subset run of a task whose few-shot examples are drawn at random per doc."""
+    configs = result.get("configs") or {}
+    for name in selection:
+        config = configs.get(name) or {}
+        shots = config.get("num_fewshot") or 0
+        sampler = (config.get("fewshot_config") or {}).get("sampler") or "default"
+        if shots and sampler != "first_n":
+            raise RunError(
+                f"{suite.path}: tasks.{task_name}: {name} draws its {shots} few-shot examples "
+                f"with the {sampler!r} sampler, whose generator advances per evaluated doc: a "
+                "run of selected items (sequential looks) would see other examples than the "
+                "full run; set the task's fewshot_config.sampler to first_n, or "
+                "sequential: {looks: 1}"
+            )
 
 
 def _task_samples(result: dict[str, Any], lmeval_task: str) -> list[tuple[str | None, dict]]:

@@ -86,6 +86,7 @@ def test_run_case_lays_out_runs_and_cache(runner, cache, tmp_path, monkeypatch):
                 "out_dir": root / "runs" / "reg" / "fp8" / "task",
                 "cache_dir": root / "cache" / cache,
                 "limit": 3,
+                "items": None,
             },
         )
     ]

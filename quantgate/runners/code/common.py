@@ -1,14 +1,15 @@
 """What the code runners share: the chat client, request parameters, the sandbox, the common
 preflight and :func:`run_code_task`, which is handed the runner's own ``evaluate``.
 
-    def run(task_name, suite, precision, endpoint, *, out_dir, cache_dir, limit=None):
+    def run(task_name, suite, precision, endpoint, *, out_dir, cache_dir, limit=None, items=None):
         preflight(suite, task_name)                      # the runner's checks: before any server
         return run_code_task(task_name, suite, precision, endpoint, out_dir=out_dir,
-                             cache_dir=cache_dir, limit=limit, evaluate=evaluate)
+                             cache_dir=cache_dir, limit=limit, items=items, evaluate=evaluate)
 
-``evaluate(task_name, suite, client, box, limit) -> (per_item, samples, provenance)`` generates
-through ``client`` and runs every program in ``box`` (:mod:`.livecodebench`, :mod:`.scicode`);
-this module imports neither runner.
+``evaluate(task_name, suite, client, box, limit, items=None) -> (per_item, samples,
+provenance)`` generates through ``client`` and runs every program in ``box``
+(:mod:`.livecodebench`, :mod:`.scicode`); ``items``: only these problem (or SciCode step) ids, in
+that order, the task's limit not applied. This module imports neither runner.
 
 Generations go through the shared :class:`~quantgate.serving.client.ChatClient`; its sqlite cache
 lives under ``cache_dir/<suite>/<precision>/<task>/`` and is keyed by what answered
@@ -42,11 +43,9 @@ from quantgate.runs import (
 from quantgate.sandbox import Limits, Sandbox
 from quantgate.serving.client import ChatClient
 
-# (task_name, suite, client, box, limit) -> (per item: one score per repeat, samples, provenance)
-Evaluate = Callable[
-    [str, Suite, ChatClient, Sandbox, int | None],
-    tuple[dict[str, list[float]], list[dict], dict[str, Any]],
-]
+# (task_name, suite, client, box, limit, items=None) -> (per item: one score per repeat, samples,
+# provenance)
+Evaluate = Callable[..., tuple[dict[str, list[float]], list[dict], dict[str, Any]]]
 
 
 class MissingData(NotRunnable):
@@ -93,6 +92,22 @@ def request_params(suite: Suite, task_name: str, repeat: int) -> dict[str, Any]:
     )
 
 
+def rows_of(rows: list[dict], items: list[str], key: str, what: str) -> list[dict]:
+    """The rows whose ``key`` is one of ``items``, in the order of ``items`` (every row of an id
+    that has several); an id with no row is a RunError."""
+    by_id: dict[str, list[dict]] = {}
+    for row in rows:
+        by_id.setdefault(str(row[key]), []).append(row)
+    unknown = [str(i) for i in items if str(i) not in by_id]
+    if unknown:
+        more = f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        raise RunError(
+            f"{len(unknown)} {what} ids not among the task's selected problems: "
+            f"{', '.join(unknown[:5])}{more}"
+        )
+    return [row for i in items for row in by_id[str(i)]]
+
+
 def sandbox_for(code: CodeTask) -> Sandbox:
     """The sandbox for a task's programs: the per-test time limit (plus interpreter start-up)."""
     seconds = code.test_timeout
@@ -118,6 +133,7 @@ def run_code_task(
     out_dir: Path,
     cache_dir: Path,
     limit: int | None = None,
+    items: list[str] | None = None,
     evaluate: Evaluate,
 ) -> TaskRun:
     """Generate, execute and score ``suite.tasks[task_name]`` with the runner's ``evaluate``;
@@ -125,10 +141,10 @@ def run_code_task(
     comes first (the runner's ``run`` calls it)."""
     task = suite.tasks[task_name]
     box = sandbox_for(code_settings(suite, task_name))
-    limit = limit if limit is not None else task.limit
+    limit = None if items is not None else limit if limit is not None else task.limit
     answerer = answerer_of(endpoint)
     client = chat_client(suite, task_name, precision, endpoint, cache_dir)  # starts on a miss
-    per_item, samples, extra = evaluate(task_name, suite, client, box, limit)
+    per_item, samples, extra = evaluate(task_name, suite, client, box, limit, items=items)
     if not per_item:
         raise RunError(
             f"{suite.path}: tasks.{task_name}: no problems selected; check the "
@@ -143,6 +159,7 @@ def run_code_task(
         provenance={
             "runner": task.runner,
             "limit": limit,
+            **({"selected_items": len(items)} if items is not None else {}),
             "repeats": task.repeats,
             "sandbox": box.isolation,
             "request_params": request_params(suite, task_name, 0),
@@ -157,7 +174,8 @@ def code_runner(
     name: str, *, preflight: Callable[[Suite, str], None], evaluate: Evaluate
 ) -> Callable[..., TaskRun]:
     """A code runner's ``run(task_name, suite, precision, endpoint, *, out_dir, cache_dir,
-    limit=None)`` from what differs between runners: its checks and its ``evaluate``."""
+    limit=None, items=None)`` from what differs between runners: its checks and its
+    ``evaluate``."""
 
     def run(
         task_name: str,
@@ -168,6 +186,7 @@ def code_runner(
         out_dir: Path,
         cache_dir: Path,
         limit: int | None = None,
+        items: list[str] | None = None,
     ) -> TaskRun:
         preflight(suite, task_name)
         return run_code_task(
@@ -178,6 +197,7 @@ def code_runner(
             out_dir=out_dir,
             cache_dir=cache_dir,
             limit=limit,
+            items=items,
             evaluate=evaluate,
         )
 

@@ -86,9 +86,16 @@ def load_rows(suite: Suite, task_name: str) -> list[dict[str, Any]]:
     return rows
 
 
-def select(rows: list[dict[str, Any]], code: CodeTask, limit: int | None) -> list[Problem]:
+def select(
+    rows: list[dict[str, Any]],
+    code: CodeTask,
+    limit: int | None,
+    items: list[str] | None = None,
+) -> list[Problem]:
     """Rows in the date window (inclusive, compared as upstream: ``start <= contest_date <=
-    end`` at midnight), minus ``code.exclude``, the first ``limit``; private tests decoded."""
+    end`` at midnight), minus ``code.exclude``, the first ``limit``; private tests decoded.
+    ``items``: the rows of these question ids (in that order) instead of the first ``limit``;
+    an id outside the window is a RunError."""
     start = datetime.combine(code.start_date, datetime.min.time()) if code.start_date else None
     end = datetime.combine(code.end_date, datetime.min.time()) if code.end_date else None
     chosen = []
@@ -101,8 +108,10 @@ def select(rows: list[dict[str, Any]], code: CodeTask, limit: int | None) -> lis
         ):
             continue
         chosen.append(row)
-        if limit is not None and len(chosen) == limit:
+        if items is None and limit is not None and len(chosen) == limit:
             break
+    if items is not None:
+        chosen = common.rows_of(chosen, items, "question_id", "LiveCodeBench problem")
     return [Problem.from_row(row) for row in chosen]
 
 
@@ -148,11 +157,17 @@ def judge(box: Sandbox, problem: Problem, program: str) -> Verdict:
 
 
 def evaluate(
-    task_name: str, suite: Suite, client: ChatClient, box: Sandbox, limit: int | None
+    task_name: str,
+    suite: Suite,
+    client: ChatClient,
+    box: Sandbox,
+    limit: int | None,
+    items: list[str] | None = None,
 ) -> tuple[dict[str, list[float]], list[dict], dict[str, Any]]:
-    """Per problem, one 0/1 per repeat (all tests pass); samples; provenance."""
+    """Per problem, one 0/1 per repeat (all tests pass); samples; provenance (``items``: only
+    these problem ids)."""
     task, code = suite.tasks[task_name], code_settings(suite, task_name)
-    problems = select(load_rows(suite, task_name), code, limit)
+    problems = select(load_rows(suite, task_name), code, limit, items)
     pairs = [(p, r) for r in range(task.repeats) for p in problems]
     requests = [
         ChatRequest(tuple(prompt_messages(p, code)), request_params(suite, task_name, r))

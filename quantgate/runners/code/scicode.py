@@ -94,7 +94,12 @@ def check_provided(problems: list[dict], data_dir: Path) -> None:
         raise MissingData(sc.provided_message(missing, data_dir))
 
 
-def load_problems(suite: Suite, task_name: str, limit: int | None) -> list[dict[str, Any]]:
+def load_problems(
+    suite: Suite, task_name: str, limit: int | None, items: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The task's problems (minus ``code.exclude``): the first ``limit``, or those of ``items``
+    (problem ids; step ids with ``code.items: steps``, whose problems run whole), in that
+    order."""
     code = code_settings(suite, task_name)
     if code.path:
         lines = suite.resolve_path(code.path).read_text(encoding="utf-8").splitlines()
@@ -107,6 +112,20 @@ def load_problems(suite: Suite, task_name: str, limit: int | None) -> list[dict[
             for p in load_dataset(code.dataset or DATASET, split=code.split, revision=code.revision)
         ]
     problems = [p for p in problems if str(p["problem_id"]) not in code.exclude]
+    if items is not None:
+        if code.items == "steps":
+            owner = {
+                str(sub["step_number"]): str(p["problem_id"])
+                for p in problems
+                for sub in p["sub_steps"]
+            }
+            unknown = [i for i in items if str(i) not in owner]
+            wanted = list(dict.fromkeys(owner.get(str(i), str(i)) for i in items))
+            if unknown:
+                wanted = unknown  # rows_of names them
+        else:
+            wanted = [str(i) for i in items]
+        return common.rows_of(problems, wanted, "problem_id", "SciCode problem/step")
     return problems[:limit] if limit is not None else problems
 
 
@@ -181,12 +200,17 @@ def run_step(
 
 
 def evaluate(
-    task_name: str, suite: Suite, client: ChatClient, box: Sandbox, limit: int | None
+    task_name: str,
+    suite: Suite,
+    client: ChatClient,
+    box: Sandbox,
+    limit: int | None,
+    items: list[str] | None = None,
 ) -> tuple[dict[str, list[float]], list[dict], dict[str, Any]]:
     task, code = suite.tasks[task_name], code_settings(suite, task_name)
     check_targets(suite, task_name)
     h5 = targets_path(suite, task_name)
-    problems = load_problems(suite, task_name, limit)
+    problems = load_problems(suite, task_name, limit, items)
     check_provided(problems, h5.parent)
     by_id = {p["problem_id"]: p for p in problems}
     targets: dict[str, bytes] = {}
@@ -235,6 +259,10 @@ def evaluate(
             if code.items == "problems":
                 per_item.setdefault(problem_id, []).append(float(all(passes)))
     runs = max(task.repeats, 1)
+    if items is not None and code.items == "steps":  # only the steps asked for are items
+        asked = {str(i) for i in items}
+        per_item = {k: v for k, v in per_item.items() if k in asked}
+        samples = [s for s in samples if s["item"] in asked]
     return (
         per_item,
         samples,

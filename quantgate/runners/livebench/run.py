@@ -159,13 +159,25 @@ def _plain(value: Any) -> Any:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def select_questions(suite: Suite, task_name: str, limit: int | None = None) -> list[dict]:
-    """The questions a suite task runs (``limit``: the first N; default the task's own limit)."""
+def select_questions(
+    suite: Suite, task_name: str, limit: int | None = None, items: list[str] | None = None
+) -> list[dict]:
+    """The questions a suite task runs (``limit``: the first N; default the task's own limit;
+    ``items``: exactly these question ids of the release and filters, in that order)."""
     task = suite.tasks[task_name]
     folder = suite.resolve_path(task.questions_dir) if task.questions_dir else None
     questions = load_questions(
         task.release, questions_dir=folder, categories=task.categories, tasks=task.tasks
     )
+    if items is not None:
+        by_id = {str(q["question_id"]): q for q in questions}
+        unknown = [i for i in items if str(i) not in by_id]
+        if unknown:
+            raise LiveBenchError(
+                f"{suite.path}: tasks.{task_name}: {len(unknown)} question ids not in release "
+                f"{task.release} for these filters: {', '.join(map(str, unknown[:5]))}"
+            )
+        return [by_id[str(i)] for i in items]
     limit = limit if limit is not None else task.limit
     questions = questions[:limit] if limit else questions
     if not questions:
@@ -205,12 +217,14 @@ def run_livebench(
     cache_dir: Path,
     limit: int | None = None,
     scorer: Scorer | None = None,
+    items: list[str] | None = None,
 ) -> TaskRun:
     """Generate what is missing, judge everything, return per-question scores. The answers are
     kept per answerer (:func:`~quantgate.runners.answerer_of`); a
     :class:`~quantgate.runs.PendingEndpoint` is started only when answers have to be
-    generated."""
-    questions = select_questions(suite, task_name, limit)
+    generated. ``items``: only these question ids (answers already in the tree are reused, so a
+    longer list later generates only the new ones)."""
+    questions = select_questions(suite, task_name, limit, items)
     scorer, scorer_name = resolve_scorer(suite, task_name, questions, scorer)
     tree = tree_dir(cache_dir, suite, task_name, precision, answerer_of(endpoint))
     data, model = tree / "data" / "live_bench", model_name(suite, precision)
@@ -285,7 +299,8 @@ def run_livebench(
             "questions": "hub" if not task.questions_dir else task.questions_dir,
             "categories": list(task.categories),
             "tasks": list(task.tasks),
-            "limit": limit if limit is not None else task.limit,
+            "limit": None if items is not None else limit if limit is not None else task.limit,
+            **({"selected_items": len(items)} if items is not None else {}),
             "scorer": scorer_name,
             **_livebench_version(scorer_name),
             "task_config_hash": suite.task_config_hash(task_name),
@@ -339,6 +354,7 @@ def _livebench_version(scorer_name: str) -> dict[str, Any]:
     }
 
 
-#: The runner (``run(task_name, suite, precision, endpoint, *, out_dir, cache_dir, limit)``):
+#: The runner (``run(task_name, suite, precision, endpoint, *, out_dir, cache_dir, limit,
+#: items)``):
 #: :func:`run_livebench` with the task's own scorer.
 run = run_livebench
