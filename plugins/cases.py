@@ -53,11 +53,14 @@ def selected_suites(config: pytest.Config) -> dict:
     return config.stash[SUITES_KEY]
 
 
-def planned(config: pytest.Config, throughput: bool = False) -> list[PlannedCase]:
-    """The library's plan for the selected suites and precisions."""
-    from quantgate.cases import SelectionError, plan_cases, plan_throughput_cases
+def planned(
+    config: pytest.Config, throughput: bool = False, suite: bool = False
+) -> list[PlannedCase]:
+    """The library's plan for the selected suites and precisions: task cases, throughput cases
+    or suite-verdict cases."""
+    from quantgate.cases import SelectionError, plan_cases, plan_suite_cases, plan_throughput_cases
 
-    plan = plan_throughput_cases if throughput else plan_cases
+    plan = plan_throughput_cases if throughput else plan_suite_cases if suite else plan_cases
     try:
         return plan(selected_suites(config), config.getoption("--precision"))
     except SelectionError as exc:
@@ -101,13 +104,15 @@ def selects_accuracy(config: pytest.Config) -> bool:
         return expression.evaluate(lambda name: name == "accuracy")
 
 
-def gate_params(config: pytest.Config, *extra_marks, throughput: bool = False) -> list:
+def gate_params(
+    config: pytest.Config, *extra_marks, throughput: bool = False, suite: bool = False
+) -> list:
     """The parameters of the gate's tests. A run that selects accuracy cases has loaded the
     suites in ``pytest_configure`` (a broken suite is a usage error there, said once); in a run
     that deselects them, a broken suite file must not stop unrelated tests: one deselected
     placeholder stands in for the cases, and a warning says why they are missing."""
     try:
-        return params(planned(config, throughput), *extra_marks)
+        return params(planned(config, throughput, suite), *extra_marks)
     except pytest.UsageError as exc:
         if selects_accuracy(config):
             raise
@@ -123,13 +128,15 @@ def gate_params(config: pytest.Config, *extra_marks, throughput: bool = False) -
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "accuracy_case" in metafunc.fixturenames:
         metafunc.parametrize("accuracy_case", gate_params(metafunc.config))
+    if "suite_case" in metafunc.fixturenames:
+        metafunc.parametrize("suite_case", gate_params(metafunc.config, suite=True))
 
 
 def case_of(item: pytest.Item) -> Case | None:
     """The case of an accuracy item (``accuracy_case``) or a throughput item
     (``throughput_case``, plugins/throughput.py); ``None`` for any other test."""
     values = getattr(getattr(item, "callspec", None), "params", {})
-    for name in ("accuracy_case", "throughput_case"):
+    for name in ("accuracy_case", "suite_case", "throughput_case"):
         if isinstance(values.get(name), Case):  # not an empty parameter set's placeholder
             return values[name]
     return None

@@ -39,6 +39,8 @@ class BaselineCheck:
         )
         self.request.node.user_properties.extend(decision.rows)
         self.request.node.user_properties.extend(junit_properties(decision))
+        if decision.verdict is not None:  # for the precision's suite verdict
+            self.session.verdicts.setdefault(case.group, {})[case.task] = decision.verdict
         if decision.store:
             assert self.snapshot == decision.baseline  # syrupy writes it with --snapshot-update
         if decision.warning:
@@ -47,6 +49,28 @@ class BaselineCheck:
             raise GateFailed(decision.failed)
         if decision.problems:
             pytest.fail("\n\n".join(decision.problems), pytrace=False)
+
+
+class SuiteCheck:
+    """``check(case)``: the precision's verdict across the tasks gated this session."""
+
+    def __init__(self, request: pytest.FixtureRequest, session) -> None:
+        self.request, self.session = request, session
+
+    def check(self, case) -> None:
+        from quantgate.decision import decide_suite
+
+        decision = decide_suite(
+            case, self.session.suites[case.suite], self.session.verdicts.get(case.group, {})
+        )
+        if decision.skip:
+            pytest.skip(decision.skip)
+        self.request.node.user_properties.extend(decision.rows)
+        self.request.node.user_properties.append(("quantgate.suite_verdict", decision.outcome))
+        if decision.outcome == "fail":
+            raise GateFailed(decision.message)
+        if decision.outcome != "pass":
+            pytest.fail(decision.message, pytrace=False)
 
 
 def junit_properties(decision) -> list[tuple[str, str]]:

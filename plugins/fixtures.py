@@ -39,6 +39,7 @@ class GateSession:
         self.root = Path(config.getoption("--quantgate-dir")).resolve()
         self.limit = config.getoption("--limit")
         self.from_cache = config.getoption("--from-cache")
+        self.verdicts: dict[str, dict] = {}  # (suite, precision) group -> task -> its Verdict
         self.update = bool(config.getoption("--snapshot-update", False))
         self.config = config
         self.servers = ServerSlot(
@@ -179,6 +180,14 @@ def quantgate_session(pytestconfig) -> GateSession:
 def evaluate(quantgate_session):
     """``evaluate(case) -> TaskRun``: per-item scores of one case through its precision's server."""
     return quantgate_session.run
+
+
+@pytest.fixture
+def suite_verdict(request, quantgate_session):
+    """``suite_verdict.check(case)``: the precision's one verdict across its gated tasks."""
+    from plugins.decision import SuiteCheck
+
+    return SuiteCheck(request, quantgate_session)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from quantgate.config import Suite, Task
 
 THROUGHPUT = "throughput"  # the task name of a suite's throughput case
+SUITE_TASK = "all"  # the task name of a precision's suite-verdict case (quantgate.family)
 REQUIREMENT_TEXT = {"gpu": "gpu (a CUDA GPU and vllm: pip install -e '.[gpu]')"}
 
 
@@ -146,6 +147,27 @@ def plan_throughput_cases(
     ]
 
 
+def plan_suite_cases(
+    suites: Mapping[str, Suite], precisions: Sequence[str] = ()
+) -> list[PlannedCase]:
+    """One ``<suite>-all-<precision>`` case per candidate precision of a suite with two or more
+    tasks: the precision's one verdict across its tasks (:func:`quantgate.family.suite_verdict`),
+    run after its task cases; a planted broken precision must FAIL it too."""
+    check_precisions(suites, precisions)
+    return [
+        PlannedCase(
+            case,
+            unmet_requirements(suite, case),
+            suite.precisions[precision].expect == "fail",
+        )
+        for suite in suites.values()
+        if len(suite.tasks) >= 2
+        for precision in reference_first(suite, precisions)
+        if precision != suite.reference
+        for case in [Case(suite.name, SUITE_TASK, precision)]
+    ]
+
+
 def case_groups(suites: Mapping[str, Suite], precisions: Sequence[str] = ()) -> dict[str, str]:
     """Case id -> (suite, precision) group, for every accuracy and throughput case (ids only:
     no requirement is probed)."""
@@ -158,9 +180,10 @@ def case_groups(suites: Mapping[str, Suite], precisions: Sequence[str] = ()) -> 
     }
     groups.update(
         {
-            f"{name}-{THROUGHPUT}-{p}": f"{name}-{p}"
+            f"{name}-{task}-{p}": f"{name}-{p}"
             for name, s in suites.items()
             for p in s.precisions
+            for task in (THROUGHPUT, SUITE_TASK)
         }
     )
     return groups

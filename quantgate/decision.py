@@ -72,6 +72,7 @@ class CaseDecision:
     failed: str | None = None  # the gate's verdict is "fail": the message with its table
     problems: list[str] = field(default_factory=list)  # the case fails with these
     warning: str | None = None  # the case passes with this warning
+    verdict: Any = None  # the gate's Verdict against the reference (candidates that were gated)
 
     def warn(self, text: str) -> None:
         self.warning = f"{self.warning}\n{text}" if self.warning else text
@@ -269,6 +270,7 @@ def _gate(
         )
         return
     _hygiene(decision, case, run, suite, stored, reference)
+    decision.verdict = verdict
     record = verdict_record(case.id, reference, verdict)
     if look is not None:  # the summary's n column shows "38/150 (look 1/4)"
         record.update(look=look["look"], looks=look["looks"], total=look["total"])
@@ -348,3 +350,38 @@ def _other_items(stored: dict, scores: dict, shown: int = 5) -> str:
             more = f" (+{len(keys) - shown} more)" if len(keys) > shown else ""
             parts.append(f"{len(keys)} only in {side}: {', '.join(keys[:shown])}{more}")
     return "other items than its baseline (" + "; ".join(parts) + ")" if parts else "other items"
+
+
+@dataclass
+class SuiteDecision:
+    """A precision's ``<suite>-all-<precision>`` case, as data: skip it (``skip``), or its
+    verdict across the tasks gated this session (``outcome``, ``message``, a summary row)."""
+
+    skip: str | None = None
+    outcome: str | None = None  # pass | fail | inconclusive
+    message: str = ""
+    rows: list[tuple[str, dict]] = field(default_factory=list)
+
+
+def decide_suite(case: Case, suite: Suite, verdicts: dict[str, Any]) -> SuiteDecision:
+    """Holm across the precision's task verdicts (:func:`quantgate.family.suite_verdict` at the
+    suite's ``family_alpha``); skipped, saying why, when fewer than two tasks were gated."""
+    from quantgate.family import suite_verdict
+    from quantgate.report import SUITE_ROW, suite_record
+
+    if len(verdicts) < 2:
+        ran = ", ".join(sorted(verdicts)) or "none"
+        return SuiteDecision(
+            skip=f"{case.id}: a suite verdict needs two or more tasks gated against "
+            f"{suite.reference} in this session (gated: {ran})"
+        )
+    try:
+        verdict = suite_verdict(verdicts, family_alpha=suite.family_alpha)
+    except GateError as exc:  # a point rule (abs_drop, recovery, rtol) has no p-value
+        return SuiteDecision(skip=f"{case.id}: {exc}")
+    row = suite_record(case.suite, case.precision, verdict)
+    return SuiteDecision(
+        outcome=verdict.outcome,
+        message=f"{case.id}: {verdict.message}",
+        rows=[(SUITE_ROW, row)],
+    )

@@ -24,7 +24,8 @@ LIVEBENCH_ROW = "quantgate_livebench"
 THROUGHPUT_ROW = "quantgate_throughput"
 HYGIENE_ROW = "quantgate_hygiene"
 SETUP_ROW = "quantgate_setup"  # what ran: checkpoint, engine, samples (for the report folder)
-ROW_KEYS = (VERDICT_ROW, LIVEBENCH_ROW, THROUGHPUT_ROW, HYGIENE_ROW, SETUP_ROW)
+SUITE_ROW = "quantgate_suite"  # one verdict per precision across its tasks (quantgate.family)
+ROW_KEYS = (VERDICT_ROW, LIVEBENCH_ROW, THROUGHPUT_ROW, HYGIENE_ROW, SETUP_ROW, SUITE_ROW)
 
 _ALIGN_CODES = {"<": "<", "left": "<", ">": ">", "right": ">", "^": "^", "center": "^"}
 # A number as a report prints it: "12", "-3.5", "+1,024", "83.3%", "83.3 %", "-1.2 pp", "1e-05".
@@ -541,6 +542,8 @@ def summary_sections(rows: Mapping[str, Sequence[dict]]) -> list[tuple[str, str]
     sections = []
     if rows.get(VERDICT_ROW):
         sections.append(("quantgate gate summary", summary_table(rows[VERDICT_ROW])))
+    if rows.get(SUITE_ROW):
+        sections.append(("quantgate suite verdicts", suite_verdict_table(rows[SUITE_ROW])))
     if rows.get(HYGIENE_ROW):
         from quantgate.hygiene import hygiene_table
 
@@ -550,3 +553,35 @@ def summary_sections(rows: Mapping[str, Sequence[dict]]) -> list[tuple[str, str]
     if rows.get(THROUGHPUT_ROW):
         sections.append(("quantgate throughput", throughput_report(rows[THROUGHPUT_ROW])))
     return sections
+
+
+def suite_record(suite: str, precision: str, verdict: Any) -> dict:
+    """A plain-data row of one precision's suite verdict (quantgate.family.SuiteVerdict)."""
+    return {
+        "suite": suite,
+        "precision": precision,
+        "outcome": verdict.outcome,
+        "family_alpha": verdict.family_alpha,
+        "tasks": [t.task for t in verdict.tasks],
+        "failed": list(verdict.failed),
+        "undecided": list(verdict.undecided),
+        "message": verdict.message,
+    }
+
+
+def suite_verdict_table(records: Sequence[dict]) -> str:
+    """One line per precision: its verdict across the tasks (Holm at the family alpha)."""
+    rows = [
+        [
+            f"{r['suite']}-all-{r['precision']}",
+            len(r["tasks"]),
+            f"{r['family_alpha']:g}",
+            r["outcome"],
+            ", ".join(r["failed"]) or "-",
+            ", ".join(r["undecided"]) or "-",
+        ]
+        for r in records
+    ]
+    return format_table(
+        ["case", "tasks", "family alpha", "verdict", "failed", "need more items"], rows
+    )

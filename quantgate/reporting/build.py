@@ -14,6 +14,7 @@ from quantgate.report import (
     HYGIENE_ROW,
     LIVEBENCH_ROW,
     SETUP_ROW,
+    SUITE_ROW,
     THROUGHPUT_ROW,
     VERDICT_ROW,
 )
@@ -66,6 +67,7 @@ def build_report(
         host=Host(python=host["python"], **host["hardware"]),
         suites=[_suite_setup(suites[name], setups) for name in sorted({t.suite for t in tasks})],
         tasks=tasks,
+        suite_verdicts=list(rows.get(SUITE_ROW, [])),
         livebench=list(rows.get(LIVEBENCH_ROW, [])),
         throughput=list(rows.get(THROUGHPUT_ROW, [])),
         hygiene=list(rows.get(HYGIENE_ROW, [])),

@@ -14,3 +14,8 @@ pytestmark = [pytest.mark.accuracy, pytest.mark.slow]
 def test_benchmark(accuracy_case, evaluate, baseline):
     run = evaluate(accuracy_case)
     baseline.check(accuracy_case, run)
+
+
+def test_suite_verdict(suite_case, suite_verdict):
+    """One verdict per precision across its tasks (Holm), after the precision's task cases."""
+    suite_verdict.check(suite_case)

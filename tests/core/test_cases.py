@@ -136,3 +136,31 @@ def test_limit_must_be_positive(limit):
     assert problems == [f"--limit {limit}: expected a positive number of items (e.g. --limit 20)"]
     with_update = option_problems(limit=limit, update=True, server_url=None, precisions=[])
     assert any("partial baseline" in p for p in with_update)
+
+
+def test_one_suite_verdict_case_per_candidate_precision():
+    from quantgate.cases import plan_suite_cases
+
+    plan = plan_suite_cases({"s": make_suite()}, ["bf16", "int2", "gpu8"])
+    assert [p.case.id for p in plan] == ["s-all-int2", "s-all-gpu8"]  # never the reference
+    assert plan[0].expect_fail and plan[0].skip is None
+    assert "gpu8 requires" in plan[1].skip
+    assert case_groups({"s": make_suite()})["s-all-fp8"] == "s-fp8"
+    one_task = make_suite(tasks={"a": {"runner": "lmeval", "lmeval_task": "x", "metric": "m,n"}})
+    assert plan_suite_cases({"s": one_task}) == []
+
+
+def test_the_suite_verdict_decision():
+    from quantgate.decision import decide_suite
+    from quantgate.gate import compare
+
+    ref = {str(i): float(i % 2) for i in range(400)}
+    worse = {k: 0.0 for k in ref}
+    case = Case("s", "all", "fp8")
+    assert "needs two or more tasks" in decide_suite(case, make_suite(), {}).skip
+    same = compare(ref, ref, margin=0.05)
+    ok = decide_suite(case, make_suite(), {"a": same, "b": same})
+    assert ok.outcome == "pass" and ok.rows[0][1]["tasks"] == ["a", "b"]
+    bad = decide_suite(case, make_suite(), {"a": same, "b": compare(ref, worse, margin=0.05)})
+    assert bad.outcome == "fail" and bad.rows[0][1]["failed"] == ["b"]
+    assert bad.message.startswith("s-all-fp8: ")

@@ -355,3 +355,46 @@ def test_the_xdist_scheduler_groups_by_suite_and_precision(demo, pytester):
     assert (
         scope("tests/scoring/test_x.py::test_y[args0]") == "tests/scoring/test_x.py::test_y[args0]"
     )
+
+
+SUITE_TEST = """
+import pytest
+pytestmark = pytest.mark.accuracy
+
+def test_benchmark(accuracy_case, evaluate, baseline):
+    baseline.check(accuracy_case, evaluate(accuracy_case))
+
+def test_suite_verdict(suite_case, suite_verdict):
+    suite_verdict.check(suite_case)
+"""
+
+
+def test_one_suite_verdict_per_precision_after_its_tasks(demo, pytester):
+    """Issue 12, item 6: <suite>-all-<precision> runs after the precision's task cases, asserts
+    Holm's verdict across them (exit status and JUnit carry it), skips below two tasks."""
+    import xml.etree.ElementTree as ET
+
+    pytester.makepyfile(test_demo_gate=SUITE_TEST)
+    assert demo.run("--precision", "bf16", "--snapshot-update").ret == 0
+    demo.set_scores(bf16=_items(90), fp8=_items(89), nvfp4=_items(70))
+    result = demo.run("-v", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=5, failed=3)
+    order = [line.split("::")[1].split(" ")[0] for line in result.outlines if "::test_" in line]
+    fp8 = [t for t in order if t.endswith("-fp8]")]
+    assert fp8[-1] == "test_suite_verdict[demo-all-fp8]"  # after fp8's tasks
+    result.stdout.fnmatch_lines(
+        [
+            "*quantgate suite verdicts*",
+            "*demo-all-fp8*2*0.05*pass*",
+            "*demo-all-nvfp4*2*0.05*fail*alpha, beta*",
+        ]
+    )
+    cases = {
+        c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
+        for c in ET.parse(pytester.path / "junit.xml").iter("testcase")
+    }
+    assert cases["test_suite_verdict[demo-all-nvfp4]"]["quantgate.suite_verdict"] == "fail"
+    # one task only: the suite case skips, saying why
+    one = demo.run("-k", "alpha or all", "-rs")
+    one.assert_outcomes(passed=2, failed=1, skipped=2)
+    one.stdout.fnmatch_lines(["*a suite verdict needs two or more tasks*(gated: alpha)*"])
