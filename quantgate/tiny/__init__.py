@@ -1,8 +1,12 @@
 """The embedded default model: a tiny Qwen3 checkpoint the project builds offline
 (:mod:`quantgate.tiny.model`) and its quantized copies (:mod:`quantgate.tiny.quantize`).
 
-A suite names it with ``tiny://<precision>`` checkpoints; the model learns the questions of the
-suite's tasks (their ``data_files.test``). A baseline's identity carries the build key without
+A suite names it with ``tiny://<precision>`` checkpoints (``bf16``, and the real-format ``fp8``,
+``nvfp4``, ``int4`` copies plus the planted broken ``int2``); the model is trained on a train split
+of the questions of the suite's tasks (their ``data_files.test``), the rest held out. Every engine
+serves the same directory: ``transformers serve`` on a CPU loads the quantized formats through
+transformers' own integrations (no dequantized twin is needed), vLLM with its kernels. A
+baseline's identity carries the build key without
 library versions (:func:`revision`), which covers :data:`quantgate.tiny.model.RECIPE_VERSION`,
 bumped by hand when the recipe changes, and the question files — never the source bytes.
 
@@ -21,7 +25,8 @@ def is_tiny(checkpoint: str) -> bool:
 
 
 def question_files(suite) -> list[Path]:
-    """The tiny model learns the questions of the suite's tasks (their test data files)."""
+    """The questions of the suite's tasks (their test data files): the tiny model's train split
+    and held-out items come from them."""
     files = sorted(
         {
             suite.resolve_path(p)

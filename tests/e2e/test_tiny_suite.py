@@ -66,7 +66,13 @@ def _requests_served(log: Path) -> int:
     return log.read_text().count("POST /v1/chat/completions")
 
 
-def test_gate_passes_fp8_nvfp4_and_fails_the_broken_int2(workdir):
+def _report(workdir: Path) -> dict:
+    import json
+
+    return json.loads((workdir / "qg" / "reports" / "latest" / "report.json").read_text())
+
+
+def test_gate_passes_fp8_nvfp4_and_fails_int4_and_the_broken_int2(workdir):
     shutil.copytree(REPO / "baselines", workdir / "baselines")
     before = {p: p.read_bytes() for p in (workdir / "baselines").rglob("*.json")}
     assert before, "the tiny suite's BF16 baselines are committed under baselines/tiny/"
@@ -74,12 +80,15 @@ def test_gate_passes_fp8_nvfp4_and_fails_the_broken_int2(workdir):
     out = result.stdout
     assert result.returncode == 0, out[-6000:] + result.stderr[-3000:]
     counts = _outcomes(out)
-    tasks = list(load_suite(REPO / "tests" / "accuracy" / "suites" / "tiny.yaml").tasks)
-    # every task x (bf16, fp8, nvfp4), 4 throughput cases and the suite verdicts of fp8 and
-    # nvfp4 pass; int2's gates (per task and across the suite) fail as they must; fp8_online
-    # (vLLM's own --quantization fp8) needs a GPU: its cases skip with the reason
+    suite = load_suite(REPO / "tests" / "accuracy" / "suites" / "tiny.yaml")
+    tasks = list(suite.tasks)
+    expected_fail = [p for p, spec in suite.precisions.items() if spec.expect == "fail"]
+    assert expected_fail == ["int4", "int2"]
+    # every task x (bf16, fp8, nvfp4), 5 throughput cases and the suite verdicts of fp8 and nvfp4
+    # pass; int4's and int2's gates (per task and across the suite) fail as they must (strict
+    # xfails); fp8_online (vLLM's own --quantization fp8) needs a GPU: its cases skip
     n = len(tasks)
-    expected = {"passed": 3 * n + 4 + 2, "skipped": n + 2, "xfailed": n + 1}
+    expected = {"passed": 3 * n + 5 + 2, "skipped": n + 2, "xfailed": 2 * (n + 1)}
     assert counts == expected, out[-3000:]
     assert "quantgate gate summary" in out
     gate = out.split("quantgate gate summary")[1].split("quantgate LiveBench summary")[0]
@@ -88,7 +97,8 @@ def test_gate_passes_fp8_nvfp4_and_fails_the_broken_int2(workdir):
         for line in gate.splitlines()
         if line.startswith("tiny-") and len(line.split()) > 5 and "-all-" not in line.split()[0]
     }
-    assert set(rows) == {f"tiny-{t}-{p}" for t in tasks for p in ("bf16", "fp8", "nvfp4", "int2")}
+    built = ("bf16", "fp8", "nvfp4", "int4", "int2")
+    assert set(rows) == {f"tiny-{t}-{p}" for t in tasks for p in built}
     assert "quantgate LiveBench summary" in out  # official and per-question, relative to bf16
     for task in tasks:
         assert rows[f"tiny-{task}-bf16"].split()[1:3] == ["own", "history"]
@@ -96,6 +106,32 @@ def test_gate_passes_fp8_nvfp4_and_fails_the_broken_int2(workdir):
     # what ran matched the stored baselines: nothing rewritten without --snapshot-update
     assert {p: p.read_bytes() for p in (workdir / "baselines").rglob("*.json")} == before
     assert (workdir / "qg" / "runs" / "tiny" / "fp8" / "arith" / "samples.jsonl").exists()
+
+
+def test_the_gate_summary_looks_like_a_real_comparison(workdir):
+    """Properties of the run above (its report.json), never its numbers: BF16 is right on some
+    items and wrong on others, some quantized copy flips items both ways, every verdict is
+    settled, fp8 passes, int2 fails, int4 gets the verdict its drop deserves."""
+    if not (workdir / "qg" / "reports" / "latest").exists():
+        pytest.skip("needs the first end-to-end run")
+    results = {(r["task"], r["precision"]): r for r in _report(workdir)["tasks"]}
+    tasks = {task for task, _ in results}
+    for task in tasks:
+        assert 0.4 <= results[task, "bf16"]["score"] <= 0.9, task
+    candidates = [r for r in results.values() if r["vs"] == "bf16"]
+    assert all(r["verdict"] in ("pass", "fail") for r in candidates)  # none inconclusive
+    assert any(r["flips_down"] > 0 and r["flips_up"] > 0 for r in candidates)
+    for task in tasks:
+        assert results[task, "fp8"]["verdict"] == "pass"
+        assert results[task, "int2"]["verdict"] == "fail"
+        nvfp4, int4, int2 = (results[task, p] for p in ("nvfp4", "int4", "int2"))
+        assert nvfp4["diff"] > int4["diff"] > int2["diff"]  # the middle ground lies between
+        # int4's verdict follows its real drop: a FAIL is a drop beyond the margin, shown
+        # significant; a PASS keeps the whole interval above -margin
+        if int4["verdict"] == "fail":
+            assert int4["diff"] < -int4["margin"] and int4["ci_high"] < 0
+        else:
+            assert int4["ci_low"] >= -int4["margin"]
 
 
 def test_a_rerun_rescores_from_the_cache_without_a_server(workdir):

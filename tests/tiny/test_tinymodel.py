@@ -1,7 +1,8 @@
-"""The embedded tiny model: it answers its questions, int2 breaks it, a rebuild is bit-identical,
-the cache is safe.
+"""The embedded tiny model: right on some questions and wrong on others, its quantized copies in
+the order their formats promise, int2 broken; a rebuild is bit-identical, the cache is safe.
 
-The slow tests build the model once per module (~20-40 s on 2 cores); the others are fast.
+The slow tests build the model once per module (~60 s on 2 cores); the others are fast. They
+assert properties (ranges, orderings, both flip directions), never a build's exact numbers.
 """
 
 import json
@@ -15,13 +16,16 @@ import pytest
 from quantgate.tiny import model as tinymodel
 from quantgate.tiny.model import (
     PRECISIONS,
+    auxiliary_items,
     build_tiny_model,
     default_question_files,
     ensure_tiny_checkpoints,
+    generate_replies,
     load_questions,
     render_prompt,
     reply_accuracy,
     target_text,
+    train_split,
     train_tokenizer,
 )
 
@@ -108,7 +112,7 @@ def test_concurrent_callers_build_once(tmp_path):
             return Path(out_dir)
         def fake_quantize(src, dst, scheme):
             Path(dst).mkdir(parents=True)
-            return {{"mean_relative_weight_error": 0.0}}
+            return {{"format": scheme, "mean_relative_weight_error": 0.0}}
         tm.build_tiny_model = fake_build
         quantgate.tiny.quantize.quantize_checkpoint = fake_quantize
         dirs = tm.ensure_tiny_checkpoints(Path(sys.argv[1]), tm.default_question_files())
@@ -136,51 +140,131 @@ def test_concurrent_callers_build_once(tmp_path):
     ]  # no temp dirs left
 
 
-@pytest.mark.slow
-def test_bf16_answers_its_questions(tiny_dirs, questions):
-    assert reply_accuracy(tiny_dirs["bf16"], questions) >= 0.95
-    assert reply_accuracy(tiny_dirs["bf16"], questions, enable_thinking=False) >= 0.95
+def test_train_split_holds_out_questions_of_every_kind(questions):
+    trained, held_out = train_split(questions)
+    assert len(trained) + len(held_out) == len(questions)
+    assert 0.75 <= len(trained) / len(questions) <= 0.95
+    for kind in ("arith-", "words-"):
+        assert any(q["id"].startswith(kind) for q in held_out)
+    assert train_split(list(reversed(questions)))[1] == list(reversed(held_out))  # by text
+
+
+def test_auxiliary_items_are_of_the_same_kinds_and_never_a_question(questions):
+    auxiliary = auxiliary_items(questions)
+    asked = {q["question"] for q in questions}
+    assert auxiliary and not asked & {a["question"] for a in auxiliary}
+    assert len({a["question"] for a in auxiliary}) == len(auxiliary)
+    for start in ("What is 1", "What is the plural of", "What is the opposite of", "What day"):
+        assert any(a["question"].startswith(start) for a in auxiliary)
+    assert auxiliary_items(questions) == auxiliary  # deterministic
+
+
+def test_tokenizer_splits_digits_one_per_token():
+    tokenizer = train_tokenizer([render_prompt("What is 23 + 48?") + "The answer is 71."] * 5)
+    tokens = tokenizer.tokenize("What is 123 + 48?")
+    assert [t for t in tokens if t.strip("Ġ").isdigit()] == ["1", "2", "3", "4", "8"]
+
+
+def _scores(directory, items) -> dict[str, bool]:
+    replies = generate_replies(directory, [item["question"] for item in items])
+    return {i["id"]: r.strip() == target_text(i["answer"]) for i, r in zip(items, replies)}
+
+
+@pytest.fixture(scope="module")
+def scores(tiny_dirs, questions) -> dict[str, dict[str, bool]]:
+    return {p: _scores(tiny_dirs[p], questions) for p in PRECISIONS}
+
+
+def _accuracy(item_scores: dict[str, bool], kind: str = "") -> float:
+    chosen = [v for k, v in item_scores.items() if k.startswith(kind)]
+    return sum(chosen) / len(chosen)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["fp8", "nvfp4"])
-def test_fp8_and_nvfp4_keep_the_accuracy(tiny_dirs, questions, precision):
-    assert reply_accuracy(tiny_dirs[precision], questions) >= 0.9
+@pytest.mark.parametrize("kind", ["arith-", "words-"])
+def test_bf16_is_right_on_some_questions_and_wrong_on_others(scores, questions, kind):
+    assert 0.4 <= _accuracy(scores["bf16"], kind) <= 0.9
+    _, held_out = train_split(questions)
+    held = {q["id"] for q in held_out if q["id"].startswith(kind)}
+    trained = {k for k in scores["bf16"] if k.startswith(kind)} - held
+    # the train split is mostly right, the held-out questions mostly wrong
+    assert _accuracy({k: scores["bf16"][k] for k in trained}) >= 0.6
+    assert _accuracy({k: scores["bf16"][k] for k in held}) <= 0.3
 
 
 @pytest.mark.slow
-def test_int2_is_broken(tiny_dirs, questions):
-    bf16, int2 = (
-        reply_accuracy(tiny_dirs["bf16"], questions),
-        reply_accuracy(tiny_dirs["int2"], questions),
-    )
-    assert int2 <= 0.3 and int2 < bf16 - 0.5
+def test_bf16_thinking_off_prompt_answers_alike(tiny_dirs, questions, scores):
+    off = reply_accuracy(tiny_dirs["bf16"], questions, enable_thinking=False)
+    assert abs(off - _accuracy(scores["bf16"])) <= 0.1
+
+
+@pytest.mark.slow
+def test_quantized_copies_lose_in_the_order_of_their_formats(scores):
+    drop = {p: _accuracy(scores["bf16"]) - _accuracy(scores[p]) for p in PRECISIONS[1:]}
+    assert drop["fp8"] <= 0.03 and drop["nvfp4"] <= 0.05
+    assert max(drop["fp8"], drop["nvfp4"]) < drop["int4"] < drop["int2"]
+    assert _accuracy(scores["int2"]) <= 0.1
+
+
+@pytest.mark.slow
+def test_some_quantized_copy_flips_items_both_ways(scores):
+    def flips(precision):
+        ref, cand = scores["bf16"], scores[precision]
+        return sum(ref[k] and not cand[k] for k in ref), sum(cand[k] and not ref[k] for k in ref)
+
+    assert any(down > 0 and up > 0 for down, up in map(flips, ("fp8", "nvfp4", "int4")))
 
 
 @pytest.mark.slow
 def test_checkpoint_layout(tiny_dirs):
+    """config.json and the safetensors dtypes say what each precision is; every quantized matrix
+    meets vLLM's shape rules (both dimensions multiples of 128)."""
+    from safetensors import safe_open
+
     bf16_config = json.loads((tiny_dirs["bf16"] / "config.json").read_text())
     assert bf16_config["model_type"] == "qwen3" and bf16_config["head_dim"] == 64
     assert bf16_config["dtype"] == "bfloat16"
+    kv = bf16_config["num_key_value_heads"] * bf16_config["head_dim"]
+    for size in (bf16_config["hidden_size"], bf16_config["intermediate_size"], kv):
+        assert size % 128 == 0
     generation = json.loads((tiny_dirs["bf16"] / "generation_config.json").read_text())
     assert (
         generation["do_sample"] is False
         and generation["eos_token_id"] == bf16_config["eos_token_id"]
     )
-    for precision in ("fp8", "nvfp4", "int2"):
-        config = json.loads((tiny_dirs[precision] / "config.json").read_text())
-        assert (
-            config["dtype"] == "float32" and config["quantgate_quantization"]["scheme"] == precision
-        )
+    expected = {
+        "fp8": ("fp8", {"weight": "F8_E4M3", "weight_scale_inv": "F32"}),
+        "nvfp4": (
+            "compressed-tensors",
+            {"weight_packed": "U8", "weight_scale": "F8_E4M3", "weight_global_scale": "F32"},
+        ),
+        "int4": ("compressed-tensors", {"weight_packed": "I32", "weight_scale": "BF16"}),
+        "int2": (None, {"weight": "F32"}),
+    }
+    for precision, (method, dtypes) in expected.items():
+        directory = tiny_dirs[precision]
+        config = json.loads((directory / "config.json").read_text())
+        assert (config.get("quantization_config") or {}).get("quant_method") == method
+        assert config["quantgate_quantization"]["scheme"] == precision
         assert config["quantgate_quantization"]["num_quantized_tensors"] == 14
-        assert (tiny_dirs[precision] / "chat_template.jinja").exists()
+        assert (directory / "chat_template.jinja").exists()
+        with safe_open(directory / "model.safetensors", "pt") as f:
+            names = list(f.keys())
+            for name in names:
+                if ".layers.0.mlp.down_proj." in name and name.rsplit(".", 1)[1] in dtypes:
+                    assert f.get_slice(name).get_dtype() == dtypes[name.rsplit(".", 1)[1]]
+            embed = f.get_slice("model.embed_tokens.weight").get_dtype()
+        assert embed == ("F32" if precision == "int2" else "BF16")
+        assert not any(n.startswith("lm_head") for n in names)  # tied to the embeddings
     errors = {
         p: json.loads((tiny_dirs[p] / "config.json").read_text())["quantgate_quantization"][
             "mean_relative_weight_error"
         ]
-        for p in ("fp8", "nvfp4", "int2")
+        for p in PRECISIONS[1:]
     }
-    assert errors["fp8"] < errors["nvfp4"] < errors["int2"]
+    assert errors["fp8"] < errors["nvfp4"] < errors["int4"] < errors["int2"]
+    manifest = json.loads((tiny_dirs["bf16"].parent / "manifest.json").read_text())
+    assert set(manifest["formats"]) == set(PRECISIONS[1:]) and manifest["held_out_questions"]
 
 
 @pytest.mark.slow
