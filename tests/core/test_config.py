@@ -27,9 +27,9 @@ def test_the_committed_suites_validate():
     suites = discover_suites(REPO / "tests" / "accuracy" / "suites")
     tiny = suites["tiny"]
     assert tiny.reference == "bf16"
-    assert set(tiny.precisions) == {"bf16", "fp8", "nvfp4", "int2", "fp8_online"}
+    assert set(tiny.precisions) == {"bf16", "fp8", "nvfp4", "int4", "int2", "fp8_online"}
     assert tiny.precisions["fp8_online"].requires == ["gpu"]
-    assert tiny.precisions["int2"].expect == "fail"
+    assert tiny.precisions["int2"].expect == tiny.precisions["int4"].expect == "fail"
 
 
 def test_defaults(tmp_path):
