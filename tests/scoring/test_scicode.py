@@ -55,6 +55,7 @@ class FakeClient:
 
     def __init__(self, code: dict[str, str]) -> None:
         self.code, self.prompts = code, []
+        self.label = "s-scicode-bf16"  # ChatClient.label: names the progress lines
 
     def complete(self, requests, desc=""):
         answers = []
