@@ -91,7 +91,7 @@ def test_gate_passes_fp8_nvfp4_and_fails_int4_and_the_broken_int2(workdir):
     expected = {"passed": 3 * n + 5 + 2, "skipped": n + 2, "xfailed": 2 * (n + 1)}
     assert counts == expected, out[-3000:]
     assert "quantgate gate summary" in out
-    gate = out.split("quantgate gate summary")[1].split("quantgate LiveBench summary")[0]
+    gate = out.split("quantgate gate summary")[1].split("quantgate suite verdicts")[0]
     rows = {
         line.split()[0]: line
         for line in gate.splitlines()
