@@ -206,14 +206,21 @@ def _memo_key(
     digest.update(json.dumps(payload, sort_keys=True, default=str).encode())
     for name in sorted(task.data_files.values()):
         digest.update(suite.resolve_path(name).read_bytes())
-    for source in sorted(_OUR_CODE):
-        digest.update(source.read_bytes())
+    digest.update(_our_code_digest().encode())
     return digest.hexdigest()[:16]
 
 
-_HERE = Path(__file__).resolve().parents[1]
-_OUR_CODE = [*(_HERE / "tasks").rglob("*.py"), *(_HERE / "tasks").rglob("*.yaml")]
-_OUR_CODE += [_HERE / "scoring" / "answers.py", Path(__file__).resolve()]
+@functools.cache
+def _our_code_digest() -> str:
+    """Hash of our lm-eval tasks, the answer scoring and this runner: read once per process,
+    when the first run needs it (not at import)."""
+    here = Path(__file__).resolve().parents[1]
+    sources = [*(here / "tasks").rglob("*.py"), *(here / "tasks").rglob("*.yaml")]
+    sources += [here / "scoring" / "answers.py", Path(__file__).resolve()]
+    digest = hashlib.sha256()
+    for source in sorted(sources):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
 
 
 def _to_memo(run: TaskRun, memo: Path) -> None:

@@ -62,10 +62,6 @@ def _outcomes(output: str) -> dict[str, int]:
     }
 
 
-def _requests_served(log: Path) -> int:
-    return log.read_text().count("POST /v1/chat/completions")
-
-
 def _report(workdir: Path) -> dict:
     import json
 
