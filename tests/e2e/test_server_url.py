@@ -89,7 +89,9 @@ def test_gates_a_running_endpoint_without_starting_a_server(deployment, tmp_path
     stored = json.loads((tmp_path / "baselines" / "tiny" / "arith" / "bf16.json").read_text())
     assert stored["provenance"]["engine"] == "external"
     assert stored["provenance"]["endpoint"] == server.base_url
-    assert stored["summary"]["mean"] == 1.0
+    # the tiny BF16 model's own accuracy (right on some items, wrong on others), over all 150
+    assert stored["summary"]["n"] == 150
+    assert 0.4 <= stored["summary"]["mean"] <= 0.9
 
 
 def test_an_unreachable_endpoint_fails_with_the_url(tmp_path):

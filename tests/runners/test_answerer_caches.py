@@ -143,3 +143,27 @@ def test_a_managed_answerer_ignores_the_port_and_served_name():
     assert one.answerer() != Endpoint("http://127.0.0.1:8001/v1", "m").answerer()  # external
     a, b = Endpoint("http://a/v1", "m"), Endpoint("http://b/v1", "m")
     assert a.answerer() != b.answerer() != Endpoint("http://b/v1", "n").answerer()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["arith", "livebench", "lcb"])
+def test_another_precision_setting_gets_its_own_requests(task, tmp_path, scripted_chat):
+    """The same server build answering under other precision settings (vLLM's --quantization,
+    server arguments, environment) is another answerer: no cached answer is reused."""
+    suite = _suite(tmp_path)
+    right = scripted_chat(_right, model="m")
+    before = run_case(suite, task, "bf16", right.endpoint(**MANAGED), root=tmp_path / "qg")
+    assert before.mean > 0
+    spec = yaml.safe_load((tmp_path / "s.yaml").read_text())
+    spec["precisions"]["bf16"]["quantization"] = "fp8"
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    wrong = scripted_chat(_wrong, model="m")
+    after = run_case(
+        load_suite(tmp_path / "s.yaml"),
+        task,
+        "bf16",
+        wrong.endpoint(**MANAGED),
+        root=tmp_path / "qg",
+    )
+    assert wrong.bodies, "no request reached the server of the new setting"
+    assert after.mean == 0.0

@@ -72,9 +72,16 @@ def chat_client(
     suite: Suite, task_name: str, precision: str, endpoint: EndpointSource, cache_dir: Path
 ) -> ChatClient:
     task = suite.tasks[task_name]
+    # what answers: the server (engine, version, checkpoint build or deployment) and the suite's
+    # settings for the precision (--quantization, server arguments, environment), as lm-eval's
+    # and LiveBench's caches key it
+    answerer = {
+        **answerer_of(endpoint),
+        "precision": suite.precisions[precision].model_dump(mode="json"),
+    }
     return ChatClient(
         endpoint,
-        identity=f"{suite.name}/{precision}/{answerer_key(answerer_of(endpoint))}",
+        identity=f"{suite.name}/{precision}/{answerer_key(answerer)}",
         concurrency=task.num_concurrent,
         timeout=task.timeout,
         deadline=2 * task.timeout,  # one slow answer and a retry, backoff included
