@@ -70,6 +70,18 @@ class BaselineExtension(SingleFileSnapshotExtension):
             discovered.add(self.read_snapshot_collection(snapshot_location=own))
         return discovered
 
+    def read_snapshot_data_from_location(self, *, snapshot_location, snapshot_name, session_id):
+        """A file that is not UTF-8 text (or cannot be read) is no baseline: the decision has
+        already named it, and --snapshot-update replaces it."""
+        try:
+            return super().read_snapshot_data_from_location(
+                snapshot_location=snapshot_location,
+                snapshot_name=snapshot_name,
+                session_id=session_id,
+            )
+        except (UnicodeDecodeError, OSError):
+            return None
+
     @classmethod
     def write_snapshot_collection(cls, *, snapshot_collection, name_order=None) -> None:
         from quantgate.jsonl import atomic_write_text

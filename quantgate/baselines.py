@@ -112,9 +112,19 @@ def baseline_path(root: Path, suite: str, task: str, precision: str) -> Path:
 def load_baseline(path: Path) -> Baseline | None:
     """The baseline at ``path``, or None when there is none."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except UnicodeDecodeError as exc:
+        raise BaselineError(
+            f"{path}: not a quantgate baseline (not UTF-8 text: {exc.reason} at byte "
+            f"{exc.start}); recreate it with --snapshot-update"
+        ) from None
+    except OSError as exc:
+        raise BaselineError(
+            f"{path}: cannot be read ({exc.strerror or exc}); fix its permissions, or recreate "
+            "it with --snapshot-update"
+        ) from None
     return Baseline.from_json(text, source=str(path))
 
 

@@ -261,7 +261,10 @@ def _gate(
                 stored, run, suite.tasks[case.task].gate, subset_ok=limit is not None, **where
             )
     except BaselineError as exc:
-        decision.problems.append(str(exc))
+        message = str(exc)
+        if where["refresh"] not in message:  # a file we cannot read: the exact command
+            message = f"{message}:\n    {where['refresh']}"
+        decision.problems.append(message)
         return
     except GateError as exc:  # e.g. other items than the reference's
         decision.problems.append(

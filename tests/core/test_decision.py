@@ -330,23 +330,29 @@ def test_runs_without_livebench_numbers_record_no_livebench_row(tmp_path):
     assert rows(decision, LIVEBENCH_ROW) == []
 
 
-def test_an_unreadable_own_baseline_is_absent_under_update(tmp_path):
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"\xff\xfe\x00binary", b"\x89PNG\r\n\x1a\n"],
+    ids=["not json", "not utf-8", "a picture"],
+)
+def test_an_unreadable_own_baseline_is_absent_under_update(tmp_path, content):
     """--snapshot-update rewrites a corrupt file (the fix its own error message names)."""
     suite = make_suite()
     path = baseline_path(tmp_path, "s", "t", "bf16")
     path.parent.mkdir(parents=True)
-    path.write_text("{not json")
+    path.write_bytes(content)
     decision = decide_case(
         Case("s", "t", "bf16"), run_of("bf16", REF), suite, baselines_root=tmp_path, update=True
     )
     assert decision.outcome == "ok" and decision.store
 
 
-def test_an_unreadable_own_baseline_is_a_problem_naming_the_file(tmp_path):
+@pytest.mark.parametrize("content", [b"[]", b"\xff\xfe\x00binary"], ids=["a list", "not utf-8"])
+def test_an_unreadable_own_baseline_is_a_problem_naming_the_file(tmp_path, content):
     suite = make_suite()
     store(tmp_path, suite, "bf16", REF)
     path = baseline_path(tmp_path, "s", "t", "fp8")
-    path.write_text("[]")
+    path.write_bytes(content)
     decision = decide_case(
         Case("s", "t", "fp8"), run_of("fp8", REF), suite, baselines_root=tmp_path
     )
@@ -379,3 +385,17 @@ def test_own_history_drift_over_other_items_says_which(tmp_path):
     (message,) = decision.problems
     assert "drifted from its own baseline" in message
     assert "1 only in the baseline: extra-1" in message
+
+
+def test_an_unreadable_reference_baseline_is_a_problem_naming_the_file(tmp_path):
+    """A reference that is not text (or cannot be read) is a problem with the file and the fix,
+    never a raw UnicodeDecodeError / PermissionError."""
+    suite = make_suite()
+    path = store(tmp_path, suite, "bf16", REF)
+    path.write_bytes(b"\xff\xfe\x00binary")
+    decision = decide_case(
+        Case("s", "t", "fp8"), run_of("fp8", REF), suite, baselines_root=tmp_path
+    )
+    assert decision.outcome == "problems" and not decision.store
+    assert str(path) in decision.problems[0] and "UTF-8" in decision.problems[0]
+    assert "--suite s --precision bf16 --snapshot-update" in decision.problems[0]

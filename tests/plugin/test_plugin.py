@@ -176,6 +176,19 @@ def test_missing_reference_baseline_prints_the_command_that_creates_it(demo):
     )
 
 
+def test_a_binary_baseline_fails_naming_it_and_snapshot_update_rewrites_it(demo):
+    assert demo.run("--precision", "bf16", "-k", "alpha", "--snapshot-update").ret == 0
+    path = demo.baselines / "demo" / "alpha" / "bf16.json"
+    path.write_bytes(b"\xff\xfe\x00 not a baseline")
+    broken = demo.run("--precision", "bf16", "-k", "alpha")
+    broken.assert_outcomes(failed=1)
+    broken.stdout.fnmatch_lines(["*alpha/bf16.json: not a quantgate baseline (not UTF-8*"])
+    assert "UnicodeDecodeError" not in broken.stdout.str()
+    fixed = demo.run("--precision", "bf16", "-k", "alpha", "--snapshot-update")
+    fixed.assert_outcomes(passed=1)
+    assert json.loads(path.read_text())["summary"]["mean"] == pytest.approx(0.9)
+
+
 def test_snapshot_update_writes_only_what_ran(demo):
     # other baselines already there: another task of the reference, another precision, and
     # another suite's file; none of them must be rewritten or deleted
