@@ -23,7 +23,9 @@ that FAIL catches with power ``1 - beta`` (what the summary shows).
 The interval is the adjusted Wald interval of Bonett & Price (2012) for paired proportions — one
 pseudo-item added on each side of the difference — which keeps the false-fail rate at or below
 alpha even with few discordant items. For scores averaged over ``repeats`` samples the
-pseudo-items are one discordant *sample* each way (±1/repeats). With fewer than
+pseudo-items are one discordant *sample* each way (±1/repeats) — unless every score on both
+sides is 0 or 1: each item's samples then all agreed and carry one item's information, so the
+gate uses ``repeats = 1`` (±1 pseudo-items, the 0/1 variance). With fewer than
 :data:`SMALL_N` repeat-averaged items the bounds are those of two tests that must both reject:
 the exact sign-flip (permutation) test and Hall's (1992) skewness-corrected t; at n = 30 the
 t interval alone passes drops equal to the margin up to 3x too often.
@@ -41,7 +43,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -119,6 +121,8 @@ class Verdict:
     # inconclusive: the n that would settle it if the observed difference were the true one
     required_n_observed: int | None = None
     interval: str = ""  # how the bounds were made (Bonett-Price t, sign-flip + Hall t, Wald z)
+    # the repeats the bounds used: the declared ones, or 1 when every score on both sides is 0
+    # or 1 (an item's samples all agreed: one item's information, not ``repeats``)
     repeats: int = 1
 
     @property
@@ -163,13 +167,15 @@ def compare(
     rule = _Rule(margin, alpha, beta, fail, repeats)
     if method == "paired":
         ref, cand = _paired(reference, candidate, repeats)
-        return _paired_verdict(ref, cand, rule)
+        small = repeats > 1 and len(ref) < SMALL_N  # declared repeat-averaged, few items
+        return _paired_verdict(ref, cand, _agreed(rule, ref, cand), small=small)
     if isinstance(reference, Summary) or isinstance(candidate, Summary):
         ref_s = _as_summary(reference, "reference", repeats)
         cand_s = _as_summary(candidate, "candidate", repeats)
         flips: tuple[int | None, int | None] = (None, None)
     else:
         ref, cand = _paired(reference, candidate, repeats)
+        rule = _agreed(rule, ref, cand)
         ref_s, cand_s = _summary(ref), _summary(cand)
         flips = (int(np.sum(cand < ref)), int(np.sum(cand > ref)))
     return _unpaired_verdict(ref_s, cand_s, flips, method=method, threshold=threshold, rule=rule)
@@ -253,12 +259,25 @@ class _Rule:
         return max(mde, self.margin + self.z_beta * se)
 
 
-def _paired_verdict(ref: np.ndarray, cand: np.ndarray, rule: _Rule) -> Verdict:
+def _agreed(rule: _Rule, *sides: np.ndarray) -> _Rule:
+    """The rule with ``repeats = 1`` when every score on both sides is 0 or 1: each item's
+    samples all agreed, so its ``repeats`` identical samples carry one item's information, and
+    pseudo-items of +-1/repeats (and a variance floor to match) would trust ``repeats`` times
+    the evidence there is (3 down-flips of 50 FAILed with ``repeats=16``; exact one-sided p
+    0.125)."""
+    if rule.repeats == 1 or any(np.any((s != 0.0) & (s != 1.0)) for s in sides):
+        return rule
+    return replace(rule, repeats=1)
+
+
+def _paired_verdict(ref: np.ndarray, cand: np.ndarray, rule: _Rule, *, small: bool) -> Verdict:
+    """``small``: few items of a task declared repeat-averaged (the exact sign-flip bound with
+    Hall's t, at ``rule.repeats``, which :func:`_agreed` has already set to 1 for 0/1 data)."""
     n = len(ref)
     d = cand - ref
     diff = float(d.mean())
     pseudo = 1.0 / rule.repeats
-    if rule.repeats > 1 and n < SMALL_N:
+    if small:
         b = _small_n_bounds(d, rule)
         interval = "small"
     else:

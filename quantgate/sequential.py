@@ -335,9 +335,13 @@ def discordance(reference: dict[str, float], candidate: dict[str, float], repeat
     interval has it (with its two pseudo-items, one discordant sample each way, and centred:
     the run's own drop does not inflate it, so a run far below the reference does not make its
     FAIL boundary laxer); never 0, and 1 when the scores are unusable (the gate then says
-    why)."""
+    why). Scores that are all 0 or 1 count one sample per item whatever ``repeats`` says, as
+    the gate does."""
     try:
-        d = [float(candidate[k]) - float(reference[k]) for k in candidate if k in reference]
+        pairs = [(float(candidate[k]), float(reference[k])) for k in candidate if k in reference]
+        if all(a in (0.0, 1.0) and b in (0.0, 1.0) for a, b in pairs):
+            repeats = 1
+        d = [a - b for a, b in pairs]
         return binary_discordance(0, 0, 0, repeats) if not d else _variance(d, repeats)
     except (TypeError, ValueError):
         return 1.0

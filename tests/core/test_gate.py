@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from quantgate.gate import GateError, Summary, compare, required_n
+from quantgate.gate import GateError, Summary, compare, required_n, signflip_p
 
 ALPHA = 0.05
 
@@ -192,6 +192,30 @@ def test_zero_one_scores_declared_as_16_repeats_do_not_fail_on_three_flips():
     v = compare(ref, cand, margin=0.05, repeats=16)
     assert v.outcome != "fail"
     assert v.p_drop == pytest.approx(0.125)  # exact: the sign-flip test on 30 items
+
+
+@pytest.mark.parametrize(("n", "flips", "exact_p"), [(50, 3, 0.125), (60, 4, 0.0625)])
+def test_zero_one_scores_declared_as_16_repeats_count_one_sample_per_item(n, flips, exact_p):
+    """Audit of issue 12 item 1: at n >= 50 (the Bonett-Price interval) 0/1 scores declared
+    repeats=16 still had +-1/16 pseudo-items: 3 down-flips of 50 (exact one-sided p 0.125) and 4
+    of 60 (p 0.0625) FAILed. Every sample of an item agreed, so each item counts once."""
+    ref = _items([1.0] * (2 * n // 3) + [0.0] * (n - 2 * n // 3))
+    cand = dict(ref, **{f"q{i:04d}": 0.0 for i in range(flips)})
+    declared, plain = compare(ref, cand, margin=0.05, repeats=16), compare(ref, cand, margin=0.05)
+    assert declared.outcome == plain.outcome == "inconclusive"
+    assert declared.repeats == 1 and declared.interval == plain.interval == "Bonett-Price t"
+    assert (declared.ci_low, declared.ci_high, declared.p_drop, declared.required_n) == (
+        plain.ci_low,
+        plain.ci_high,
+        plain.p_drop,
+        plain.required_n,
+    )
+    differences = [cand[k] - ref[k] for k in ref]
+    assert signflip_p(differences, 0.0, repeats=1, alternative="less") == pytest.approx(exact_p)
+    assert declared.p_drop > ALPHA
+    # a single repeat-averaged score on either side keeps the declared repeats
+    mixed = compare(ref, dict(cand, q0049=0.5), margin=0.05, repeats=16)
+    assert mixed.repeats == 16
 
 
 def test_bad_parameters_are_rejected():

@@ -170,6 +170,17 @@ def test_a_look_passes_at_the_pass_alpha_and_fails_at_the_fail_alpha():
     assert asked == [0.01]  # one compare when the two sides agree
 
 
+def test_the_discordance_of_zero_one_scores_ignores_declared_repeats():
+    """As the gate (audit of issue 12 item 1): 0/1 scores declared repeats=16 are one sample per
+    item, so the FAIL side's level is not planned on +-1/16 pseudo-items."""
+    ref = {str(i): 1.0 for i in range(60)}
+    cand = dict(ref, **{str(i): 0.0 for i in range(4)})
+    assert seq.discordance(ref, cand, 16) == seq.discordance(ref, cand, 1)
+    assert seq.discordance(ref, cand, 16) == seq.binary_discordance(60, 4, 0)
+    averaged = dict(cand, **{"59": 0.5})
+    assert seq.discordance(ref, averaged, 16) < seq.discordance(ref, averaged, 1)
+
+
 # --- against a stored reference baseline, and the decision ------------------------------------
 
 N = 150
