@@ -129,6 +129,18 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
             extra_args=("--no-enable-prefix-caching",),
         ),
     ),
+    # the suite's concurrency for 6 of its 9 tasks: the three clients and the noise floor at 256
+    # concurrent, with 800-token prompts so that 256 sequences fit the KV cache (no preemption)
+    "harness-256": (
+        ServerSpec(
+            "suite defaults, no prefix caching, 256 concurrent",
+            (
+                _t(256, 256, 110, clients=ALL, prompt_tokens=800),
+                _n(256, 256, 80, prompt_tokens=800),
+            ),
+            extra_args=("--no-enable-prefix-caching",),
+        ),
+    ),
     "precision": (
         ServerSpec(
             "bf16 batch-invariant",
