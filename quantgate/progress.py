@@ -7,6 +7,8 @@
 The library only measures; where lines go is the caller's choice (:func:`set_sink`): the pytest
 plugin writes them past output capture, refreshed in place on a terminal (at most twice a
 second) and as plain lines every 30 s elsewhere (CI logs), and installs no sink under ``-q``.
+Off a terminal a timer thread keeps the lines coming when no item finishes for a while (a long
+generation still shows it is alive); :meth:`Progress.close` stops it.
 quantgate's chat client (LiveBench, code runners) and its lm-eval model (lm-eval tasks) report
 here, so every generating case shows progress.
 """
@@ -59,6 +61,11 @@ class Progress:
         self._lock = threading.Lock()  # updates come from worker threads
         every = sink.every if sink and sink.every is not None else None
         self.every = every if every is not None else (0.5 if sink and sink.interactive else 30.0)
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        if sink is not None and not sink.interactive and self.total:
+            self._timer = threading.Thread(target=self._tick, name=f"progress {label}", daemon=True)
+            self._timer.start()
 
     def __enter__(self) -> Progress:
         return self
@@ -76,9 +83,27 @@ class Progress:
                 self.sink.write(self.line(now), False)
 
     def close(self) -> None:
-        if self.sink is not None and self.total:
-            self.sink.write(self.line(self.clock(), final=True), True)
-        self.sink = None  # closing twice writes once
+        self._stop.set()
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.join()
+        with self._lock:
+            if self.sink is not None and self.total:
+                self.sink.write(self.line(self.clock(), final=True), True)
+            self.sink = None  # closing twice writes once
+
+    def _tick(self) -> None:
+        """The timer thread: a line whenever ``every`` seconds passed without one (no item
+        finished in between), until :meth:`close`."""
+        wait = self.every
+        while not self._stop.wait(wait):
+            with self._lock:
+                if self.sink is None:
+                    return
+                now = self.clock()
+                wait = (self.started if self._last is None else self._last) + self.every - now
+                if wait <= 0:
+                    self._last, wait = now, self.every
+                    self.sink.write(self.line(now), False)
 
     def line(self, now: float | None = None, *, final: bool = False) -> str:
         now = self.clock() if now is None else now

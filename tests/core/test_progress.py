@@ -62,3 +62,33 @@ def test_track_uses_the_installed_sink():
     finally:
         set_sink(None)
     assert lines[0].startswith("case: 1/2") and lines[-1].startswith("case: 2/2")
+
+
+def test_a_log_gets_lines_while_no_item_finishes_and_close_stops_the_timer():
+    """Off a terminal a long generation still shows it is alive: a timer writes the line every
+    ``every`` seconds when no update came in between; close() stops it (no line after)."""
+    import threading
+
+    lines, three = [], threading.Event()
+
+    def write(line, final):
+        lines.append((line, final))
+        if len(lines) >= 3:
+            three.set()
+
+    progress = Progress("slow-case", 10, Sink(write, every=0.05))
+    progress.update(tokens=4)  # the first line; then nothing finishes
+    assert three.wait(timeout=5), lines  # two more lines came from the timer alone
+    progress.close()
+    assert not progress._timer.is_alive()
+    written = len(lines)
+    assert lines[-1][1] is True and lines[-1][0].startswith("slow-case: 1/10 items")
+    assert all(line.startswith("slow-case: 1/10 items") for line, _ in lines)
+    threading.Event().wait(0.2)  # four timer periods: nothing is written after close
+    assert len(lines) == written
+
+
+def test_a_terminal_sink_starts_no_timer():
+    progress = Progress("c", 10, Sink(lambda line, final: None, interactive=True, every=0.01))
+    assert progress._timer is None
+    progress.close()
