@@ -24,6 +24,7 @@ class BaselineCheck:
 
     def check(self, case, run) -> None:
         from plugins.baselines import baselines_root
+        from plugins.summary import row_properties
         from quantgate.decision import decide_case
 
         config = self.request.config
@@ -37,7 +38,7 @@ class BaselineCheck:
             accept_drift=config.getoption("--accept-drift"),
             strict_identity=config.getoption("--strict-identity"),
         )
-        self.request.node.user_properties.extend(decision.rows)
+        self.request.node.user_properties.extend(row_properties(decision.rows))
         self.request.node.user_properties.extend(junit_properties(decision))
         if decision.verdict is not None:  # for the precision's suite verdict
             self.session.verdicts.setdefault(case.group, {})[case.task] = decision.verdict
@@ -58,6 +59,7 @@ class SuiteCheck:
         self.request, self.session = request, session
 
     def check(self, case) -> None:
+        from plugins.summary import SUITE_VERDICT_PROPERTY, row_properties
         from quantgate.decision import decide_suite
 
         decision = decide_suite(
@@ -65,8 +67,8 @@ class SuiteCheck:
         )
         if decision.skip:
             pytest.skip(decision.skip)
-        self.request.node.user_properties.extend(decision.rows)
-        self.request.node.user_properties.append(("quantgate.suite_verdict", decision.outcome))
+        self.request.node.user_properties.extend(row_properties(decision.rows))
+        self.request.node.user_properties.append((SUITE_VERDICT_PROPERTY, decision.outcome))
         if decision.outcome == "fail":
             raise GateFailed(decision.message)
         if decision.outcome != "pass":

@@ -70,6 +70,7 @@ class ThroughputBench:
         self.round = self.rounds_run.round
 
     def finish(self, benchmark=None):
+        from plugins.summary import row_properties
         from quantgate.report import THROUGHPUT_ROW, throughput_record
 
         result = self.rounds_run.result()
@@ -77,14 +78,10 @@ class ThroughputBench:
             benchmark.extra_info.update(
                 self.rounds_run.extra_info(), suite=self.case.suite, precision=self.case.precision
             )
-        self.request.node.user_properties.append(
-            (
-                THROUGHPUT_ROW,
-                throughput_record(
-                    self.case.suite, self.case.precision, self.suite.reference, result
-                ),
-            )
+        record = throughput_record(
+            self.case.suite, self.case.precision, self.suite.reference, result
         )
+        self.request.node.user_properties.extend(row_properties([(THROUGHPUT_ROW, record)]))
         return result
 
 

@@ -407,7 +407,78 @@ def test_one_suite_verdict_per_precision_after_its_tasks(demo, pytester):
         for c in ET.parse(pytester.path / "junit.xml").iter("testcase")
     }
     assert cases["test_suite_verdict[demo-all-nvfp4]"]["quantgate.suite_verdict"] == "fail"
+    # every case of a candidate precision carries its suite verdict, known after its tasks
+    assert cases["test_benchmark[demo-alpha-nvfp4]"]["quantgate.suite_verdict"] == "fail"
+    assert cases["test_benchmark[demo-beta-fp8]"]["quantgate.suite_verdict"] == "pass"
+    assert "quantgate.suite_verdict" not in cases["test_benchmark[demo-alpha-bf16]"]
+    # the summary rows are JSON, never a Python repr
+    row = json.loads(cases["test_benchmark[demo-alpha-nvfp4]"]["quantgate_verdict"])
+    assert (row["case"], row["verdict"]) == ("demo-alpha-nvfp4", "fail")
+    suite_row = json.loads(cases["test_suite_verdict[demo-all-nvfp4]"]["quantgate_suite"])
+    assert suite_row["failed"] == ["alpha", "beta"]
     # one task only: the suite case skips, saying why
     one = demo.run("-k", "alpha or all", "-rs")
     one.assert_outcomes(passed=2, failed=1, skipped=2)
     one.stdout.fnmatch_lines(["*a suite verdict needs two or more tasks*(gated: alpha)*"])
+
+
+LOGGING_EVALUATE = """
+
+@pytest.fixture
+def evaluate(quantgate_session):
+    # as a managed server would: a log per precision, named by this process's session
+    scores = json.loads(Path(os.environ["DEMO_SCORES"]).read_text())
+    def run(case):
+        folder = quantgate_session.root / "runs" / case.suite / case.precision
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"server-{quantgate_session.servers.session}.log").touch()
+        return TaskRun(task=case.task, precision=case.precision,
+                       scores=scores[case.precision][case.task],
+                       provenance={"engine": "demo", "engine_version": "0"})
+    return run
+"""
+
+
+@pytest.mark.slow
+def test_xdist_controller_writes_the_report_folder_and_junit(demo, pytester, monkeypatch):
+    """Under -n 2 the report comes from the rows the workers' reports carried, with the server
+    logs the workers' sessions wrote (and not an earlier session's), and JUnit gets the suite
+    verdicts."""
+    import xml.etree.ElementTree as ET
+
+    from quantgate.reporting import load_report
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    pytester.makeconftest(CONFTEST + LOGGING_EVALUATE)
+    pytester.makepyfile(test_demo_gate=SUITE_TEST)
+    assert demo.run("--precision", "bf16", "--snapshot-update").ret == 0
+    earlier = set(pytester.path.rglob("server-*.log"))
+    assert len(earlier) == 1
+    demo.set_scores(bf16=_items(90), fp8=_items(89), nvfp4=_items(70))
+    folder = pytester.path / "nightly"
+    result = demo.run("-n", "2", f"--report-dir={folder}", "--junitxml=junit.xml", subprocess=True)
+    result.assert_outcomes(passed=5, failed=3)
+    result.stdout.fnmatch_lines([f"quantgate report: {folder / 'report.md'}"])
+    report = load_report(folder)
+    assert {(t.task, t.precision): t.verdict for t in report.tasks} == {
+        ("alpha", "bf16"): "pass",
+        ("beta", "bf16"): "pass",
+        ("alpha", "fp8"): "pass",
+        ("beta", "fp8"): "pass",
+        ("alpha", "nvfp4"): "fail",
+        ("beta", "nvfp4"): "fail",
+    }
+    assert [(v["precision"], v["outcome"]) for v in report.suite_verdicts] == [
+        ("fp8", "pass"),
+        ("nvfp4", "fail"),
+    ]
+    logs = set(pytester.path.rglob("server-*.log")) - earlier
+    assert len(logs) == 3  # one per precision, by the workers' sessions
+    assert report.artifacts.server_logs == sorted(str(p.resolve()) for p in logs)
+    assert {p.name for p in folder.iterdir()} >= {"report.md", "relative.svg", "flips.svg"}
+    cases = {
+        c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
+        for c in ET.parse(pytester.path / "junit.xml").iter("testcase")
+    }
+    assert cases["test_benchmark[demo-beta-nvfp4]"]["quantgate.suite_verdict"] == "fail"
+    assert cases["test_benchmark[demo-alpha-fp8]"]["quantgate.suite_verdict"] == "pass"
