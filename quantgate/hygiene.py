@@ -7,9 +7,13 @@ per item, and whether a candidate has significantly more of them than its refere
 An item's rate is the share of its samples (repeats) flagged; only flagged items are stored, every
 other item of the run counts 0. The flags each runner sets on its samples:
 
-- ``truncated``: a ``<think>`` block still open at the end, or the server's ``finish_reason`` was
-  ``length`` (quantgate's own client records it; lm-eval's chat-completions client does not
-  return it, so for lm-eval tasks only the open think block counts);
+- ``truncated``: a ``<think>`` block still open at the end, or the server stopped the answer at
+  the token limit: its ``finish_reason`` was ``length`` (quantgate's client records it for the
+  code and LiveBench runners; for lm-eval tasks quantgate's chat-model subclass logs each
+  answer's ``finish_reason`` and ``usage.completion_tokens`` beside lm-eval's request cache),
+  or, where a server gives no ``finish_reason``, its completion tokens reached the request's
+  ``max_tokens`` (the server's count: lm-eval's untokenized chat requests have no tokenizer of
+  their own). Answers lm-eval cached before that log existed have only the think-block test;
 - ``empty``: no answer text at all once reasoning is removed;
 - ``no_answer``: nothing the task's extraction can grade (lm-eval's filter gave nothing or
   ``[invalid]``, no program in a code reply, no judged text in a LiveBench answer).

@@ -26,7 +26,9 @@ LIVEBENCH_FIXTURES = REPO / "tests" / "fixtures" / "livebench"
 class ScriptedChat:
     """An in-process chat endpoint answering each request with ``reply(body) -> str`` and keeping
     every request body in ``bodies``: for runner tests that need replies the tiny model cannot
-    give (think traces, truncations, code). The real chain runs in tests/e2e."""
+    give (think traces, truncations, code). The real chain runs in tests/e2e. ``reply`` may
+    return a dict instead: ``content`` and what the server says about it, ``finish_reason``
+    (default "stop"; None sends null) and ``completion_tokens`` (default: the words)."""
 
     def __init__(self, reply: Callable[[dict], str], model: str = "fake") -> None:
         self.reply, self.model, self.bodies = reply, model, []
@@ -47,7 +49,9 @@ class ScriptedChat:
             def do_POST(self) -> None:  # noqa: N802 - /v1/chat/completions
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 chat.bodies.append(body)
-                content = chat.reply(body)
+                said = chat.reply(body)
+                said = said if isinstance(said, dict) else {"content": said}
+                content = said["content"]
                 self._send(
                     {
                         "id": "chatcmpl-test",
@@ -57,11 +61,13 @@ class ScriptedChat:
                         "choices": [
                             {
                                 "index": 0,
-                                "finish_reason": "stop",
+                                "finish_reason": said.get("finish_reason", "stop"),
                                 "message": {"role": "assistant", "content": content},
                             }
                         ],
-                        "usage": {"completion_tokens": len(content.split())},
+                        "usage": {
+                            "completion_tokens": said.get("completion_tokens", len(content.split()))
+                        },
                     }
                 )
 

@@ -23,10 +23,16 @@ before. Doc ids are handed over sorted: lm-eval 0.4.13 maps the i-th selected do
 order, to the i-th id of the list as given. A task drawing few-shot examples at random (any
 sampler but ``first_n``) is refused with items=: its generator advances per evaluated doc, so
 a subset's prompts would differ from the full run's the reference was scored on.
+
+Truncation (quantgate.hygiene): lm-eval keeps only the answer text, so :func:`chat_model` logs
+each answer's ``finish_reason`` and ``usage.completion_tokens`` to ``finish_r<repeat>.jsonl``
+beside the request cache; a sample is truncated when the server stopped it at the token limit
+(:func:`hit_token_limit`) or its think block is still open.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import json
@@ -142,6 +148,7 @@ def run(
                 "timeout": task.timeout,
                 "tokenized_requests": False,
                 "max_retries": 3,
+                "finish_log": str(cache / f"{FINISH_LOG}_r{repeat}.jsonl"),
             },
             tasks=tasks,
             apply_chat_template=True,
@@ -157,8 +164,9 @@ def run(
         )
         if selection is not None:
             _check_fewshot(result, selection, suite, task_name)
+        finish = read_finish_log(cache / f"{FINISH_LOG}_r{repeat}.jsonl")
         for subtask, record in _task_samples(result, task.lmeval_task):
-            _collect(subtask, record, task.metric, repeat, per_item, samples)
+            _collect(subtask, record, task.metric, repeat, per_item, samples, finish)
     if not per_item:
         raise RunError(
             f"lm-eval returned no samples with metric {task.metric!r} for task "
@@ -242,11 +250,20 @@ def _from_memo(memo: Path, out_dir: Path) -> TaskRun:
     )
 
 
+FINISH_LOG = "finish"  # <cache>/finish_r<repeat>.jsonl: each answer's finish_reason and tokens
+_CONTEXTS: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "quantgate_lmeval_contexts", default=None
+)  # the request an async lm-eval call is parsing (its parse_generations gets no contexts)
+
+
 @functools.cache
 def chat_model() -> str:
     """lm-eval's ``local-chat-completions`` that also reports progress (:mod:`quantgate.progress`:
-    answers done / total, completion tokens/s), registered once as ``quantgate-chat-completions``
-    and otherwise unchanged."""
+    answers done / total, completion tokens/s) and keeps what lm-eval drops: each answer's
+    ``finish_reason`` and ``usage.completion_tokens``, appended to ``finish_log`` keyed by the
+    prompt's hash (lm-eval's ``prompt_hash`` of the sample; :func:`read_finish_log`), so a
+    truncation by the token limit is known even when lm-eval's request cache answers later runs.
+    Registered once as ``quantgate-chat-completions``, otherwise unchanged."""
     from lm_eval.api.registry import register_model
     from lm_eval.models.openai_completions import LocalChatCompletion
 
@@ -254,27 +271,104 @@ def chat_model() -> str:
 
     @register_model(name)
     class ChatWithProgress(LocalChatCompletion):
-        def __init__(self, progress_label: str = "lm-eval", **kwargs: Any) -> None:
+        def __init__(
+            self, progress_label: str = "lm-eval", finish_log: str | None = None, **kwargs: Any
+        ) -> None:
             super().__init__(**kwargs)
             self.progress_label, self._progress = progress_label, None
+            self.finish_log = Path(finish_log) if finish_log else None
 
         def generate_until(self, requests, disable_tqdm: bool = False):
             with track(self.progress_label, len(requests)) as self._progress:
                 return super().generate_until(requests, disable_tqdm=True)
 
+        async def amodel_call(self, *args, **kwargs):
+            token = _CONTEXTS.set(list(kwargs.get("messages") or []))
+            try:
+                return await super().amodel_call(*args, **kwargs)
+            finally:
+                _CONTEXTS.reset(token)
+
         def parse_generations(self, outputs, **kwargs):
             answers = super().parse_generations(outputs, **kwargs)
+            outs = outputs if isinstance(outputs, list) else [outputs]
             if self._progress is not None:
-                for out in outputs if isinstance(outputs, list) else [outputs]:
+                for out in outs:
                     out = out if isinstance(out, dict) else {}
                     usage = out.get("usage") or {}
                     self._progress.update(
                         max(1, len(out.get("choices") or [])),
                         tokens=usage.get("completion_tokens"),
                     )
+            contexts = kwargs.get("contexts") or _CONTEXTS.get()
+            if self.finish_log is not None and contexts and len(contexts) == len(outs):
+                _log_finish(self.finish_log, contexts, outs)
             return answers
 
     return name
+
+
+def _prompt_hash(context: Any) -> str:
+    """lm-eval's ``prompt_hash`` of a request's context (``hash_string(arguments[0])``: the
+    sha256 of a chat request's JSON messages)."""
+    text = getattr(context, "prompt", context)
+    return hashlib.sha256(str(text).encode("utf-8")).hexdigest()
+
+
+def _log_finish(path: Path, contexts: list, outputs: list) -> None:
+    """One line per answer: its prompt's hash, the server's finish_reason and completion
+    tokens (one choice per chat request)."""
+    lines = []
+    for context, out in zip(contexts, outputs):
+        out = out if isinstance(out, dict) else {}
+        choices = out.get("choices") or [{}]
+        usage = out.get("usage") or {}
+        lines.append(
+            json.dumps(
+                {
+                    "prompt_hash": _prompt_hash(context),
+                    "finish_reason": (choices[0] or {}).get("finish_reason"),
+                    "completion_tokens": usage.get("completion_tokens"),
+                }
+            )
+        )
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+
+
+def read_finish_log(path: Path) -> dict[str, dict[str, Any]]:
+    """prompt hash -> ``{"finish_reason", "completion_tokens"}`` of the answers logged at
+    ``path`` (the last line of a prompt wins; a torn last line is skipped). Answers lm-eval's
+    request cache held before the log existed are absent: for them only an unclosed think
+    block marks a truncation."""
+    finish: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return finish
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            finish[row["prompt_hash"]] = row
+        except (ValueError, KeyError, TypeError):
+            continue
+    return finish
+
+
+def hit_token_limit(info: dict[str, Any] | None, gen_kwargs: Any) -> bool | None:
+    """Whether the server stopped the answer at the token limit: its ``finish_reason`` is
+    ``length``; without one, whether its ``completion_tokens`` (the server's own count, with the
+    served model's tokenizer: lm-eval's untokenized chat requests have none) reached the
+    request's ``max_tokens`` / ``max_gen_toks``. None when neither is known."""
+    if not info:
+        return None
+    reason = info.get("finish_reason")
+    if reason is not None:
+        return reason == "length"
+    tokens = info.get("completion_tokens")
+    kwargs = gen_kwargs if isinstance(gen_kwargs, dict) else {}
+    limit = kwargs.get("max_tokens", kwargs.get("max_gen_toks"))
+    if tokens is None or limit is None:
+        return None
+    return int(tokens) >= int(limit)
 
 
 class _DocIds(list):
@@ -366,13 +460,19 @@ def _collect(
     repeat: int,
     per_item: dict[str, list[float]],
     samples: list[dict[str, Any]],
+    finish: dict[str, dict[str, Any]] | None = None,
 ) -> None:
+    """One lm-eval sample record as our sample (hygiene flags included). ``finish``: the
+    answers' finish_reason / completion tokens by prompt hash (:func:`read_finish_log`): an
+    answer stopped by the token limit is truncated even with no think block open."""
     metric, filter_name = metric_key.split(",")
     if record.get("filter") != filter_name or metric not in record:
         return
     item = str(record["doc_id"]) if subtask is None else f"{subtask}/{record['doc_id']}"
     score = float(record[metric])
     response = record["resps"][0][0] if record.get("resps") else ""
+    info = (finish or {}).get(record.get("prompt_hash"))
+    limited = hit_token_limit(info, _request_gen_kwargs(record))
     per_item.setdefault(item, []).append(score)
     samples.append(
         {
@@ -382,12 +482,23 @@ def _collect(
             "response": response,
             "filtered": record.get("filtered_resps"),
             "score": score,
-            "truncated": is_truncated(response),
+            "finish_reason": (info or {}).get("finish_reason"),
+            "completion_tokens": (info or {}).get("completion_tokens"),
+            "truncated": bool(limited) or is_truncated(response),
             "empty": not final_answer_text(response).strip(),
             "no_answer": _no_answer(record.get("filtered_resps"))
             or (metric == "integer_match" and extract_final_integer(response) is None),
         }
     )
+
+
+def _request_gen_kwargs(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The generation settings lm-eval sent for a sample (``arguments[0][1]``)."""
+    try:
+        kwargs = record["arguments"][0][1]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return kwargs if isinstance(kwargs, dict) else None
 
 
 def _no_answer(filtered: Any) -> bool:

@@ -262,7 +262,9 @@ def run_livebench(
         for r in rows
     ]
     for sample in samples:  # the hygiene flags (quantgate.hygiene)
-        sample["truncated"] = is_truncated(sample["response"])
+        row = answers[sample["item"]]
+        sample["finish_reason"] = row.get("finish_reason")
+        sample["truncated"] = stopped_by_limit(row) or is_truncated(sample["response"])
         sample["empty"] = not final_answer_text(sample["response"]).strip()
         sample["no_answer"] = not sample["judged"].strip()
     samples_path = out_dir / "samples.jsonl"
@@ -308,6 +310,20 @@ def run_livebench(
             "livebench": stats,
         },
     )
+
+
+def stopped_by_limit(row: dict) -> bool:
+    """An answer row the server stopped at the token limit: its ``finish_reason`` is ``length``;
+    a row without one (written elsewhere, e.g. by LiveBench itself) when its
+    ``total_output_tokens`` reached the ``max_tokens`` it was asked with."""
+    reason = row.get("finish_reason")
+    if reason is not None:
+        return reason == "length"
+    tokens = row.get("total_output_tokens")
+    limit = ((row.get("api_info") or {}).get("api_kwargs") or {}).get("max_tokens")
+    if not isinstance(tokens, int) or tokens < 0 or not isinstance(limit, int):
+        return False
+    return tokens >= limit
 
 
 def _by_task(data: Path, questions: list[dict]) -> dict[Path, list[dict]]:
