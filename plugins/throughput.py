@@ -53,7 +53,7 @@ class ThroughputBench:
         from quantgate.runs import RunError
         from quantgate.serving.throughput import ThroughputRounds
 
-        self.request, self.case = request, case
+        self.request, self.case, self.root = request, case, session.root
         self.suite = session.suites[case.suite]
         if session.from_cache:
             pytest.skip("--from-cache: throughput needs a running server")
@@ -72,6 +72,7 @@ class ThroughputBench:
     def finish(self, benchmark=None):
         from plugins.summary import row_properties
         from quantgate.report import THROUGHPUT_ROW, throughput_record
+        from quantgate.reporting.build import store_throughput
 
         result = self.rounds_run.result()
         if benchmark is not None:
@@ -82,6 +83,7 @@ class ThroughputBench:
             self.case.suite, self.case.precision, self.suite.reference, result
         )
         self.request.node.user_properties.extend(row_properties([(THROUGHPUT_ROW, record)]))
+        store_throughput(self.root, record)  # for python -m quantgate report
         return result
 
 

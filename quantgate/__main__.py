@@ -260,6 +260,7 @@ def run_report(args: argparse.Namespace) -> int:
         report_folder,
         write_report,
     )
+    from quantgate.reporting.build import latest_server_logs
     from quantgate.suites import discover_suites
 
     formats = args.format or list(FORMATS)
@@ -281,7 +282,11 @@ def run_report(args: argparse.Namespace) -> int:
                 f"{path / 'runs'}: no stored run (run.json) of a suite in {args.suites_dir}"
             )
         report = build_report(
-            rows, suites, quantgate_dir=path, baselines_dir=args.baselines_dir.resolve()
+            rows,
+            suites,
+            quantgate_dir=path,
+            baselines_dir=args.baselines_dir.resolve(),
+            server_logs=latest_server_logs(path, suites),
         )
         folder = write_report(report, args.out or report_folder(path), formats)
     else:

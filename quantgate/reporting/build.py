@@ -1,5 +1,9 @@
 """From the rows a session's cases recorded (or that :func:`rebuild_rows` recomputes from stored
-runs and baselines) to a :class:`~quantgate.reporting.schema.Report`."""
+runs and baselines) to a :class:`~quantgate.reporting.schema.Report`.
+
+A rebuilt report carries what the session's did: the task verdicts, the suite verdicts, the
+LiveBench, throughput and hygiene rows and the server logs. Throughput cases keep their row in
+``runs/<suite>/<precision>/throughput/throughput.json`` (:func:`store_throughput`) for it."""
 
 from __future__ import annotations
 
@@ -61,16 +65,32 @@ def build_report(
     ]
     order = {name: {p: i for i, p in enumerate(_reference_first(s))} for name, s in suites.items()}
     tasks.sort(key=lambda t: (t.suite, t.task, order.get(t.suite, {}).get(t.precision, 99)))
+    # rows in one order however they arrived (pytest-xdist workers finish in any order): by
+    # suite, precision (reference first), then task as the suite lists them
+    task_order = {name: {t: i for i, t in enumerate(s.tasks)} for name, s in suites.items()}
+
+    def by_precision(row: dict) -> tuple:
+        return (row["suite"], order.get(row["suite"], {}).get(row["precision"], 99))
+
+    def by_case(row: dict) -> tuple:
+        setup = setups.get(row.get("case"), {})
+        suite = setup.get("suite", "")
+        return (
+            suite,
+            order.get(suite, {}).get(setup.get("precision"), 99),
+            task_order.get(suite, {}).get(setup.get("task"), 99),
+        )
+
     host = host_provenance()
     return Report(
         created=(created or datetime.now(UTC)).isoformat(timespec="seconds"),
         host=Host(python=host["python"], **host["hardware"]),
         suites=[_suite_setup(suites[name], setups) for name in sorted({t.suite for t in tasks})],
         tasks=tasks,
-        suite_verdicts=list(rows.get(SUITE_ROW, [])),
-        livebench=list(rows.get(LIVEBENCH_ROW, [])),
-        throughput=list(rows.get(THROUGHPUT_ROW, [])),
-        hygiene=list(rows.get(HYGIENE_ROW, [])),
+        suite_verdicts=sorted(rows.get(SUITE_ROW, []), key=by_precision),
+        livebench=sorted(rows.get(LIVEBENCH_ROW, []), key=by_case),
+        throughput=sorted(rows.get(THROUGHPUT_ROW, []), key=by_precision),
+        hygiene=sorted(rows.get(HYGIENE_ROW, []), key=by_case),
         artifacts=Artifacts(
             quantgate_dir=str(quantgate_dir) if quantgate_dir else None,
             runs=str(Path(quantgate_dir) / "runs") if quantgate_dir else None,
@@ -133,12 +153,50 @@ def _suite_setup(suite: Suite, setups: Mapping[str, dict]) -> SuiteSetup:
     )
 
 
+THROUGHPUT_FILE = "throughput.json"
+
+
+def throughput_path(root: Path, suite: str, precision: str) -> Path:
+    """Where a throughput case keeps its row (beside its precision's task runs)."""
+    from quantgate.cases import THROUGHPUT
+    from quantgate.runners.registry import run_dir
+
+    return run_dir(root, suite, precision, THROUGHPUT) / THROUGHPUT_FILE
+
+
+def store_throughput(root: Path, record: dict) -> Path:
+    """Keep a throughput case's row (:func:`quantgate.report.throughput_record`) for a rebuilt
+    report."""
+    import json
+
+    from quantgate.jsonl import atomic_write_text
+
+    path = throughput_path(root, record["suite"], record["precision"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def latest_server_logs(root: Path, suites: Mapping[str, Suite]) -> list[Path]:
+    """Per (suite, precision) folder under ``root/runs``, its newest server log (the names
+    begin with the session's UTC start time)."""
+    logs = []
+    for name in sorted(suites):
+        for folder in sorted((Path(root) / "runs" / name).glob("*/")):
+            found = sorted(folder.glob("server-*.log"))
+            logs += found[-1:]
+    return sorted(logs)
+
+
 def rebuild_rows(root: Path, suites: Mapping[str, Suite], baselines_root: Path) -> dict:
     """The rows a session would have recorded, recomputed without a server from the runs stored
-    under ``root/runs`` (each case's ``run.json``) and the baselines: the same decisions
-    (:func:`quantgate.decision.decide_case`), never a snapshot write."""
-    from quantgate.cases import Case
-    from quantgate.decision import decide_case
+    under ``root/runs`` (each case's ``run.json``, each throughput case's row) and the
+    baselines: the same decisions (:func:`quantgate.decision.decide_case`, and
+    :func:`quantgate.decision.decide_suite` per candidate precision), never a snapshot write."""
+    import json
+
+    from quantgate.cases import SUITE_TASK, Case
+    from quantgate.decision import decide_case, decide_suite
     from quantgate.report import ROW_KEYS
     from quantgate.runners.registry import RUN_FILE, run_dir
     from quantgate.runs import TaskRun
@@ -146,6 +204,7 @@ def rebuild_rows(root: Path, suites: Mapping[str, Suite], baselines_root: Path) 
     rows: dict[str, list[dict]] = {key: [] for key in ROW_KEYS}
     for name, suite in sorted(suites.items()):
         for precision in _reference_first(suite):
+            verdicts: dict[str, Any] = {}
             for task in suite.tasks:
                 folder = run_dir(root, name, precision, task)
                 if not (folder / RUN_FILE).exists():
@@ -158,4 +217,13 @@ def rebuild_rows(root: Path, suites: Mapping[str, Suite], baselines_root: Path) 
                 )
                 for key, record in decision.rows:
                     rows[key].append(record)
+                if decision.verdict is not None:
+                    verdicts[task] = decision.verdict
+            if verdicts and len(suite.tasks) >= 2 and precision != suite.reference:
+                verdict = decide_suite(Case(name, SUITE_TASK, precision), suite, verdicts)
+                for key, record in verdict.rows:
+                    rows[key].append(record)
+            stored = throughput_path(root, name, precision)
+            if stored.exists():
+                rows[THROUGHPUT_ROW].append(json.loads(stored.read_text()))
     return rows

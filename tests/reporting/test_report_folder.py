@@ -15,12 +15,14 @@ import yaml
 from quantgate.__main__ import main
 from quantgate.baselines import Baseline, baseline_path, identity
 from quantgate.cases import Case
-from quantgate.decision import decide_case
-from quantgate.report import ROW_KEYS
+from quantgate.decision import decide_case, decide_suite
+from quantgate.report import ROW_KEYS, THROUGHPUT_ROW, throughput_record
 from quantgate.reporting import build_report, load_report, report_folder, write_report
+from quantgate.reporting.build import store_throughput
 from quantgate.reporting.schema import Report
 from quantgate.runners.registry import RUN_FILE, run_dir
 from quantgate.runs import TaskRun
+from quantgate.serving.throughput import ThroughputResult
 from quantgate.suites import load_suite
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,9 +57,14 @@ def make_suite(folder: Path):
     return load_suite(path)
 
 
+SESSION = "20261201T200000Z-4242"
+
+
 def session(tmp_path):
-    """The rows of a session over stored runs: bf16 (stored as the reference), fp8, int2; each
-    run's run.json written where run_case writes it."""
+    """The rows of a session over stored runs, as the plugin records them: bf16 (stored as the
+    reference), fp8, int2, each with its task cases (run.json written where run_case writes
+    it), a suite verdict for each candidate and a throughput case (its row stored where the
+    plugin stores it); the server logs of this session and of an earlier one."""
     suite = make_suite(tmp_path)
     root, baselines = tmp_path / "qg", tmp_path / "baselines"
     rows: dict[str, list[dict]] = {key: [] for key in ROW_KEYS}
@@ -67,6 +74,7 @@ def session(tmp_path):
         ref_run = TaskRun(task, "bf16", dict(REF))
         path.write_text(Baseline.from_run(ref_run, identity(suite, task, "bf16")).to_json())
     for precision, scores in (("bf16", REF), ("fp8", FP8), ("int2", INT2)):
+        verdicts = {}
         for task in suite.tasks:
             folder = run_dir(root, "s", precision, task)
             run = TaskRun(
@@ -81,7 +89,22 @@ def session(tmp_path):
             decision = decide_case(Case("s", task, precision), run, suite, baselines_root=baselines)
             for key, record in decision.rows:
                 rows[key].append(record)
+            if decision.verdict is not None:
+                verdicts[task] = decision.verdict
+        if precision != "bf16":
+            for key, record in decide_suite(Case("s", "all", precision), suite, verdicts).rows:
+                rows[key].append(record)
+        speed = ThroughputResult(16, 2, 32, 4.0 if precision == "bf16" else 2.0, 512)
+        record = throughput_record("s", precision, "bf16", speed)
+        rows[THROUGHPUT_ROW].append(record)
+        store_throughput(root, record)
+        for name in ("20261130T100000Z-77", SESSION):  # an earlier session's, then this one's
+            (run_dir(root, "s", precision, "alpha").parent / f"server-{name}.log").touch()
     return suite, root, baselines, rows
+
+
+def session_logs(root):
+    return sorted(root.glob(f"runs/*/*/server-{SESSION}.log"))
 
 
 def test_a_session_writes_the_four_files_with_its_numbers(tmp_path):
@@ -133,8 +156,14 @@ def test_the_pictures_are_deterministic_svg_with_every_task_and_precision(tmp_pa
 def test_python_m_quantgate_report_rebuilds_from_stored_runs_without_a_server(tmp_path, capsys):
     suite, root, baselines, rows = session(tmp_path)
     live = build_report(
-        rows, {"s": suite}, quantgate_dir=root, baselines_dir=baselines, created=NOW
+        rows,
+        {"s": suite},
+        quantgate_dir=root,
+        baselines_dir=baselines,
+        server_logs=session_logs(root),
+        created=NOW,
     )
+    assert live.suite_verdicts and live.throughput and live.artifacts.server_logs
     status = main(
         [
             "report",
@@ -149,7 +178,14 @@ def test_python_m_quantgate_report_rebuilds_from_stored_runs_without_a_server(tm
     )
     assert status == 0 and f"quantgate report: {tmp_path / 'rebuilt'}" in capsys.readouterr().out
     rebuilt = load_report(tmp_path / "rebuilt")
-    assert rebuilt.tasks == live.tasks  # the same decisions from the stored runs
+    # the same report from the stored runs: decisions, suite verdicts, throughput, logs
+    assert rebuilt.model_copy(update={"created": live.created}) == live
+    assert [(v["precision"], v["outcome"]) for v in rebuilt.suite_verdicts] == [
+        ("fp8", "pass"),
+        ("int2", "fail"),
+    ]
+    md = (tmp_path / "rebuilt" / "report.md").read_text()
+    assert "## Suite verdicts" in md and "## Throughput" in md and f"server-{SESSION}.log" in md
     # a report folder re-renders from its report.json alone
     (tmp_path / "rebuilt" / "report.md").unlink()
     assert main(["report", str(tmp_path / "rebuilt"), "--format", "md"]) == 0
