@@ -22,6 +22,13 @@ combines the tasks' one-sided tests with Holm's (1979) step-down at the suite's
 
 The family is controlled for each side separately: P(any task FAILed while none dropped) <=
 family_alpha, and P(PASS while some task is worse than its margin) <= family_alpha.
+
+A task run sequentially (quantgate.sequential) stops at a look whose nominal alphas are far
+below its overall alpha; its verdict's ``p_noninferiority`` and ``p_drop`` are then the look's
+*repeated* p-values (:func:`quantgate.sequential.repeated_p`: the smallest overall level at
+which that look's boundary is crossed), valid for the sequential design whatever its stopping
+rule, so Holm takes them as it takes a fixed design's: a task whose own sequential verdict is
+inconclusive cannot be non-inferior (or dropped) in a family at or below its own alpha.
 """
 
 from __future__ import annotations

@@ -124,6 +124,10 @@ class Verdict:
     # the repeats the bounds used: the declared ones, or 1 when every score on both sides is 0
     # or 1 (an item's samples all agreed: one item's information, not ``repeats``)
     repeats: int = 1
+    # a sequential run's look (quantgate.sequential.look_verdict): the look's own p-values
+    # (p_noninferiority, p_drop); the fields above then hold its repeated p-values, valid at the
+    # design's overall alpha (what Holm across a suite takes). None for a fixed design.
+    look_p: tuple[float | None, float | None] | None = None
 
     @property
     def passed(self) -> bool:

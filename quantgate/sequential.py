@@ -300,17 +300,23 @@ class Design:
         discordance: float,
         fail_rule: str = "default",
         repeats: int = 1,
+        alpha: float | None = None,
     ) -> float:
         """The FAIL side's nominal alpha at ``look`` (1-based), never above the PASS side's: it
         spends :func:`fail_level` (the fixed design's FAIL rate at this discordance, estimated
         from the items so far); under ``fail: strict`` (an alpha-level test of "the drop exceeds
-        the margin") it spends ``alpha``, as PASS does."""
+        the margin") it spends ``alpha``, as PASS does. ``alpha``: another overall level than
+        the design's (:func:`repeated_p`)."""
+        alpha = self.alpha if alpha is None else alpha
         level = (
-            self.alpha
+            alpha
             if fail_rule == "strict"
-            else fail_level(self.alpha, margin, discordance, self.total, repeats)
+            else fail_level(alpha, margin, discordance, self.total, repeats)
         )
-        return min(nominal_alphas(self.fractions, level)[look - 1], self.nominal_alphas[look - 1])
+        return min(
+            nominal_alphas(self.fractions, level)[look - 1],
+            nominal_alphas(self.fractions, alpha)[look - 1],
+        )
 
     def chunk(self, look: int) -> list[str]:
         """The items run by look ``look`` (1-based), earlier looks' included."""
@@ -330,6 +336,56 @@ def settle(verdict_at: Callable[[float], Any], pass_alpha: float, fail_alpha: fl
     return at_fail
 
 
+def repeated_p(
+    p: float | None, level_at: Callable[[float], float], alpha: float | None = None
+) -> float | None:
+    """A look's repeated p-value (Jennison & Turnbull 2000, ch. 9): the smallest overall
+    one-sided level ``a`` at which the look's boundary is crossed, ``p <= level_at(a)``
+    (``level_at``: the look's nominal alpha of the design spending ``a``, increasing in ``a``
+    and never above it). Valid whatever the stopping rule: ``P(repeated p <= a at any look)``
+    is the ``a``-level design's crossing probability, at most ``a`` under the null. So a
+    sequential task's verdict at its own alpha and its repeated p-value agree (PASS iff the
+    repeated ``p_noninferiority <= alpha``), and Holm across a suite (quantgate.family) can
+    take them as it takes a fixed design's p-values. Found by bisection on a log scale to
+    0.1 %, rounded up; 1 when no level below 0.999 crosses. ``alpha`` (the design's) is tried
+    first, so the result is at most ``alpha`` exactly when that level's boundary is crossed.
+
+    >>> design = Design(sizes=(50, 100, 150), total=150, alpha=0.05)
+    >>> at_look_1 = lambda a: nominal_alphas(design.fractions, a)[0]
+    >>> round(repeated_p(at_look_1(0.05), at_look_1), 3), round(repeated_p(0.005, at_look_1), 3)
+    (0.05, 0.105)
+    """
+    if p is None:
+        return None
+    if not p > 0:
+        return 0.0
+    high = 0.999
+    if level_at(high) < p:
+        return 1.0
+    if alpha is not None and p <= alpha < high and level_at(alpha) >= p:
+        high = alpha
+    low = max(p, MIN_ALPHA / 100)  # level_at(a) <= a: no level below p crosses (but the floor)
+    if level_at(low) >= p:
+        return low
+    while high / low > 1.001:
+        mid = math.sqrt(low * high)
+        if level_at(mid) >= p:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _effective_repeats(reference: dict, candidate: dict, repeats: int) -> int:
+    """1 when every score on both sides is 0 or 1 (an item's samples all agreed), as the gate
+    has it; else ``repeats``."""
+    try:
+        pairs = [(float(candidate[k]), float(reference[k])) for k in candidate if k in reference]
+    except (TypeError, ValueError):
+        return repeats
+    return 1 if all(a in (0.0, 1.0) and b in (0.0, 1.0) for a, b in pairs) else repeats
+
+
 def discordance(reference: dict[str, float], candidate: dict[str, float], repeats: int) -> float:
     """The variance of the paired differences over the candidate's items, as the gate's
     interval has it (with its two pseudo-items, one discordant sample each way, and centred:
@@ -338,10 +394,8 @@ def discordance(reference: dict[str, float], candidate: dict[str, float], repeat
     why). Scores that are all 0 or 1 count one sample per item whatever ``repeats`` says, as
     the gate does."""
     try:
-        pairs = [(float(candidate[k]), float(reference[k])) for k in candidate if k in reference]
-        if all(a in (0.0, 1.0) and b in (0.0, 1.0) for a, b in pairs):
-            repeats = 1
-        d = [a - b for a, b in pairs]
+        repeats = _effective_repeats(reference, candidate, repeats)
+        d = [float(candidate[k]) - float(reference[k]) for k in candidate if k in reference]
         return binary_discordance(0, 0, 0, repeats) if not d else _variance(d, repeats)
     except (TypeError, ValueError):
         return 1.0
@@ -488,21 +542,44 @@ def look_verdict(reference, run, gate, design: Design, look: int, **where: Any):
     """The gate at one look: ``run`` (the design's first ``sizes[look - 1]`` items) against the
     same items of the ``reference`` baseline under ``gate`` (the task's GateConfig), at the
     look's nominal alphas (:func:`settle`); ``where``: gate_against's identity, where and
-    refresh. Raises what gate_against raises."""
+    refresh. Raises what gate_against raises.
+
+    The verdict's ``p_noninferiority`` and ``p_drop`` are the look's repeated p-values
+    (:func:`repeated_p`: against the PASS side's boundaries and the FAIL side's), valid at the
+    design's overall alpha; the look's own p-values stay in ``Verdict.look_p``."""
+    from dataclasses import replace
+
     from quantgate.baselines import gate_against
 
-    repeats = int(run.provenance.get("repeats") or 1)
+    repeats = _effective_repeats(
+        reference.items, run.scores, int(run.provenance.get("repeats") or 1)
+    )
     rho = discordance(reference.items, run.scores, repeats)
     pass_alpha = design.nominal_alphas[look - 1]
     fail_rule = getattr(gate, "fail", "default")
-    fail_alpha = design.fail_alpha(look, gate.margin or 0.0, rho, fail_rule, repeats)
+    margin = gate.margin or 0.0
+    fail_alpha = design.fail_alpha(look, margin, rho, fail_rule, repeats)
 
     def verdict_at(alpha: float):
         return gate_against(
             reference, run, gate.model_copy(update={"alpha": alpha}), subset_ok=True, **where
         )
 
-    return settle(verdict_at, pass_alpha, fail_alpha), fail_alpha
+    verdict = settle(verdict_at, pass_alpha, fail_alpha)
+    return replace(
+        verdict,
+        p_noninferiority=repeated_p(
+            verdict.p_noninferiority,
+            lambda a: nominal_alphas(design.fractions, a)[look - 1],
+            design.alpha,
+        ),
+        p_drop=repeated_p(
+            verdict.p_drop,
+            lambda a: design.fail_alpha(look, margin, rho, fail_rule, repeats, alpha=a),
+            design.alpha,
+        ),
+        look_p=(verdict.p_noninferiority, verdict.p_drop),
+    ), fail_alpha
 
 
 def run_candidate(

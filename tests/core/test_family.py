@@ -2,6 +2,7 @@
 
 import functools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -183,3 +184,63 @@ def test_the_module_docstring_example_is_true():
 
     result = doctest.testmod(quantgate.family)
     assert result.attempted > 0 and result.failed == 0
+
+
+# --- a sequential task in the family ---------------------------------------------------------
+
+
+def _look(down: int, up: int, n: int = 150, looks: int = 3):
+    """The last look of a K = 3 design over ``n`` 0/1 items (120 right in the reference): the
+    verdict quantgate.decision gives a sequential run that stopped there."""
+    from quantgate import sequential as seq
+    from quantgate.baselines import Baseline
+    from quantgate.config import GateConfig
+    from quantgate.runs import TaskRun
+
+    ref = {str(i): float(i < 120) for i in range(n)}
+    cand = dict(
+        ref, **{str(i): 0.0 for i in range(down)}, **{str(n - 1 - i): 1.0 for i in range(up)}
+    )
+    identity = {"suite": "s", "task": "t"}
+    reference = Baseline.from_run(TaskRun(task="t", precision="bf16", scores=ref), identity)
+    run = TaskRun(task="t", precision="int4", scores=cand)
+    design = seq.Design.plan(list(ref), looks, FAMILY_ALPHA, seed=1)
+    gate = GateConfig(method="paired", margin=0.05)
+    verdict, _ = seq.look_verdict(
+        reference, run, gate, design, looks, identity=identity, where="w", refresh="r"
+    )
+    return verdict, compare(ref, cand, margin=0.05)
+
+
+def test_holm_takes_a_sequential_looks_repeated_p_values_not_its_nominal_ones():
+    """Audit of issue 12 item 6/7: Holm took the raw p-values of a sequential run's stopping
+    look, so the suite PASSed with that task's own case inconclusive (its last look's nominal
+    alpha is 0.045, the raw p 0.0452). The look's repeated p-values are valid at the design's
+    overall alpha and agree with its own verdict."""
+    verdict, fixed = _look(down=7, up=6)
+    assert fixed.outcome == "pass"  # the same items would PASS a fixed design
+    assert verdict.outcome == "inconclusive"  # the stricter last look does not
+    raw_ni, raw_drop = verdict.look_p
+    assert raw_ni == pytest.approx(fixed.p_noninferiority) and raw_ni < FAMILY_ALPHA
+    assert verdict.p_noninferiority > FAMILY_ALPHA >= raw_ni
+    ref = _items([1.0] * 2000)
+    clear = compare(ref, dict(ref), margin=0.02)
+    suite = suite_verdict({"seq": verdict, "clear": clear}, FAMILY_ALPHA)
+    assert suite.outcome == "inconclusive" and suite.undecided == ("seq",)
+    naive = suite_verdict(
+        {"seq": replace(verdict, p_noninferiority=raw_ni, p_drop=raw_drop), "clear": clear}
+    )
+    assert naive.outcome == "pass"  # what it said before: PASS over an inconclusive task
+
+
+def test_a_sequential_looks_fail_side_is_consistent_with_its_own_verdict():
+    verdict, fixed = _look(down=18, up=9)
+    assert fixed.outcome == "fail" and verdict.outcome == "inconclusive"
+    assert verdict.look_p[1] <= FAMILY_ALPHA < verdict.p_drop
+    assert suite_verdict({"seq": verdict}, FAMILY_ALPHA).outcome == "inconclusive"
+    # and where the look settles, the repeated p-values say so at the overall alpha
+    passed, _ = _look(down=0, up=0)
+    failed, _ = _look(down=60, up=0)
+    assert passed.outcome == "pass" and passed.p_noninferiority <= FAMILY_ALPHA
+    assert failed.outcome == "fail" and failed.p_drop <= FAMILY_ALPHA
+    assert suite_verdict({"a": passed, "b": failed}).failed == ("b",)
