@@ -40,6 +40,10 @@ class GateSession:
         self.limit = config.getoption("--limit")
         self.from_cache = config.getoption("--from-cache")
         self.verdicts: dict[str, dict] = {}  # (suite, precision) group -> task -> its Verdict
+        # for the throughput cases: per group, the tasks answered without a server, and the
+        # groups whose server a case started (or asked for)
+        self.cached_tasks: dict[str, list[str]] = {}
+        self.served: set[str] = set()
         self.update = bool(config.getoption("--snapshot-update", False))
         self.config = config
         self.servers = ServerSlot(
@@ -49,17 +53,47 @@ class GateSession:
         )
 
     def endpoint(self, case):
+        self.served.add(case.group)
         return self.servers.endpoint(self.suites[case.suite], case.precision)
 
+    def throughput_skip(self, case) -> str | None:
+        """Why the precision's throughput case does not run (quantgate.decision), or None."""
+        from quantgate.decision import throughput_skip
+
+        return throughput_skip(
+            case,
+            from_cache=self.from_cache,
+            cached_tasks=self.cached_tasks.get(case.group, []),
+            server_started=case.group in self.served,
+            external=bool(self.servers.server_url),
+        )
+
     def run(self, case):
+        run, started = self._run(case)
+        if not started:  # every answer came from the generation cache
+            self.cached_tasks.setdefault(case.group, []).append(case.task)
+        return run
+
+    def _run(self, case):
+        """(the case's TaskRun, whether its server was asked for)."""
         from quantgate.runners.registry import run_case
         from quantgate.runs import NotRunnable, PendingEndpoint
 
         suite = self.suites[case.suite]
+        started: list[bool] = []
+
+        def start(pending):
+            started.append(True)
+            self.served.add(case.group)
+            return pending()
+
         try:
-            source = self.servers.pending(suite, case.precision)
+            pending = self.servers.pending(suite, case.precision)
             if self.from_cache:
-                source = PendingEndpoint(source.answerer, lambda: refuse_server(case))
+                pending = PendingEndpoint(
+                    pending.answerer, lambda: refuse_server(case, suite, self.limit)
+                )
+            source = PendingEndpoint(pending.answerer, lambda: start(pending))
             sequential = self._sequential(case, suite)
             if sequential is not None:
                 from quantgate.jsonl import atomic_write_text
@@ -79,10 +113,11 @@ class GateSession:
                 # run.json with the look it stopped at: a rebuilt report decides as this one
                 folder = run_dir(self.root, suite.name, case.precision, case.task)
                 atomic_write_text(folder / RUN_FILE, run.to_json())
-                return run
-            return run_case(
+                return run, bool(started)
+            run = run_case(
                 suite, case.task, case.precision, source, root=self.root, limit=self.limit
             )
+            return run, bool(started)
         except NotRunnable as exc:  # a package or data file is missing: the reason says which
             skipped, message = True, str(exc)
         except Exception as exc:  # every failure of a run is reported as text, no traceback
@@ -139,15 +174,12 @@ class GateSession:
         return str(exc) if isinstance(exc, RunError) else native_traceback(exc)
 
 
-def refuse_server(case):
-    """--from-cache: the case needed its server."""
+def refuse_server(case, suite, limit=None):
+    """--from-cache: the case needed its server (quantgate.decision.from_cache_refusal)."""
+    from quantgate.decision import from_cache_refusal
     from quantgate.runs import RunError
 
-    raise RunError(
-        f"--from-cache: {case.id} needs its server: answers are missing from the generation "
-        "cache (it never ran here, or with another checkpoint build, engine version, task or "
-        "generation settings); run without --from-cache to generate them"
-    )
+    raise RunError(from_cache_refusal(case, suite, limit=limit))
 
 
 def native_traceback(exc: BaseException, keep: int = 60) -> str:

@@ -55,8 +55,9 @@ class ThroughputBench:
 
         self.request, self.case, self.root = request, case, session.root
         self.suite = session.suites[case.suite]
-        if session.from_cache:
-            pytest.skip("--from-cache: throughput needs a running server")
+        skip = session.throughput_skip(case)  # e.g. all its tasks came from the cache
+        if skip:
+            pytest.skip(skip)
         try:
             endpoint = session.endpoint(case)  # started (or reused) before anything is timed
         except RunError as exc:  # the server did not start, or died earlier: its message

@@ -31,6 +31,8 @@ data (:data:`VERDICT_ROW`, :data:`LIVEBENCH_ROW`), ready for ``user_properties``
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -388,3 +390,73 @@ def decide_suite(case: Case, suite: Suite, verdicts: dict[str, Any]) -> SuiteDec
         message=f"{case.id}: {verdict.message}",
         rows=[(SUITE_ROW, row)],
     )
+
+
+def throughput_skip(
+    case: Case,
+    *,
+    from_cache: bool = False,
+    cached_tasks: Sequence[str] = (),
+    server_started: bool = False,
+    external: bool = False,
+) -> str | None:
+    """Why a throughput case does not run, or None: it runs (starting its server if need be).
+
+    ``cached_tasks``: the precision's task cases of this session whose answers all came from
+    the generation cache; ``server_started``: whether any case of the precision started (or
+    asked for) its server. When tasks ran and none needed a server, measuring speed would
+    start one only for that: the case skips, saying how to measure it (throughput cases alone
+    start their server). ``external``: a ``--server-url`` deployment, which nothing starts."""
+    if from_cache:
+        return "--from-cache: throughput needs a running server"
+    if external or server_started or not cached_tasks:
+        return None
+    return (
+        f"{case.id}: every accuracy case of {case.precision} in this session "
+        f"({', '.join(cached_tasks)}) came from the generation cache, so no server was "
+        "started to measure; to measure throughput, run the throughput cases alone (they start "
+        f'the server): pytest -m "accuracy and benchmark" --suite {shlex.quote(case.suite)} '
+        f"--precision {shlex.quote(case.precision)}"
+    )
+
+
+def from_cache_refusal(
+    case: Case, suite: Suite, *, limit: int | None = None, items: int | None = None
+) -> str:
+    """``--from-cache``: why a case whose answers are not all cached fails (a RunError's text).
+
+    lm-eval keeps finished runs whole (one per task, limit and item selection), so for an
+    lm-eval task the message says how many items that run covers (``items`` asked for, else
+    the limit, else the rows of the task's one local data file); the other runners append how
+    many of their answers are missing."""
+    text = (
+        f"--from-cache: {case.id} needs its server: answers are missing from the generation "
+        "cache (it never ran here, or with another checkpoint build, engine version, task or "
+        "generation settings); run without --from-cache to generate them"
+    )
+    task = suite.tasks[case.task]
+    if task.runner != "lmeval":
+        return text
+    n = items if items is not None else _lmeval_items(suite, case.task, limit)
+    if n is None:
+        return f"{text} (none of its items has a finished lm-eval run in the cache)"
+    return f"{text} ({n} of {n} items have no finished lm-eval run in the cache)"
+
+
+def _lmeval_items(suite: Suite, task_name: str, limit: int | None) -> int | None:
+    """How many items an lm-eval task's run covers, where that is known without lm-eval: the
+    limit, capped by the rows of its one local JSON-lines data file (or the ``test`` split's)."""
+    task = suite.tasks[task_name]
+    limit = limit if limit is not None else task.limit
+    files = task.data_files
+    name = files.get("test") or (next(iter(files.values())) if len(files) == 1 else None)
+    rows = None
+    if name is not None and name.endswith(".jsonl"):
+        try:
+            with open(suite.resolve_path(name), encoding="utf-8") as f:
+                rows = sum(1 for line in f if line.strip())
+        except OSError:
+            rows = None
+    if rows is None:
+        return limit
+    return rows if limit is None else min(limit, rows)

@@ -399,3 +399,35 @@ def test_an_unreadable_reference_baseline_is_a_problem_naming_the_file(tmp_path)
     assert decision.outcome == "problems" and not decision.store
     assert str(path) in decision.problems[0] and "UTF-8" in decision.problems[0]
     assert "--suite s --precision bf16 --snapshot-update" in decision.problems[0]
+
+
+def test_throughput_skips_only_where_it_alone_would_start_a_server():
+    from quantgate.decision import throughput_skip
+
+    case = Case("s", "throughput", "fp8")
+    why = throughput_skip(case, cached_tasks=["t", "u"])
+    assert why.startswith("s-throughput-fp8: every accuracy case of fp8 in this session (t, u)")
+    assert why.endswith('pytest -m "accuracy and benchmark" --suite s --precision fp8')
+    assert throughput_skip(case, cached_tasks=["t"], server_started=True) is None
+    assert throughput_skip(case) is None  # throughput selected alone: it starts the server
+    assert throughput_skip(case, cached_tasks=["t"], external=True) is None  # --server-url
+    assert throughput_skip(case, from_cache=True) == (
+        "--from-cache: throughput needs a running server"
+    )
+
+
+def test_from_cache_refusal_says_how_many_lmeval_items_it_lacks(tmp_path):
+    from quantgate.decision import from_cache_refusal
+
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(f'{{"q": {i}}}\n' for i in range(7)))
+    case = Case("s", "t", "fp8")
+    assert from_cache_refusal(case, make_suite(data_files={"test": str(data)})).endswith(
+        "(7 of 7 items have no finished lm-eval run in the cache)"
+    )
+    suite = make_suite(data_files={"test": str(data)}, limit=5)
+    assert "(3 of 3 items" in from_cache_refusal(case, suite, limit=3)  # --limit 3
+    assert "(5 of 5 items" in from_cache_refusal(case, suite)
+    assert from_cache_refusal(case, make_suite()).endswith(
+        "(none of its items has a finished lm-eval run in the cache)"
+    )

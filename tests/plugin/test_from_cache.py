@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.plugin.test_server_faults import CONFTEST
-from tests.support import LIVEBENCH_FIXTURES, REPO
+from tests.support import GATE_TEST, LIVEBENCH_FIXTURES, REPO
 
 pytestmark = pytest.mark.slow
 
@@ -90,5 +90,74 @@ def test_a_cached_rerun_starts_no_server_and_from_cache_requires_it(
     out = result.stdout.str()
     for task in ("arith", "livebench", "lcb"):  # each case says it, in its failure
         assert f"--from-cache: demo-{task}-bf16 needs its server" in out
+    assert "(4 of 4 items have no finished lm-eval run in the cache)" in out  # lm-eval
     assert "(4 of 4 answers are not in the cache)" in out  # LiveBench
     assert "(2 of 2 requests are not in the cache)" in out  # the code client
+
+
+THROUGHPUT_TEST = """
+import pytest
+pytestmark = [pytest.mark.accuracy, pytest.mark.benchmark]
+
+def test_throughput(throughput_case, throughput, benchmark):
+    bench = throughput(throughput_case)
+    benchmark.pedantic(bench.round, rounds=bench.rounds, iterations=1)
+    bench.finish(benchmark)
+"""
+THROUGHPUT_SUITE = f"""
+model: demo
+reference: bf16
+precisions:
+  bf16: {{checkpoint: org/demo}}
+generation: {{temperature: 0.0, max_gen_toks: 8, seed: 3}}
+tasks:
+  arith:
+    lmeval_task: tiny_arith
+    metric: "integer_match,none"
+    data_files: {{test: {FIXTURES / "tiny" / "arith.jsonl"}}}
+    limit: 4
+throughput: {{requests: 4, max_tokens: 4, concurrency: 2}}
+"""
+
+
+def test_a_cached_rerun_skips_throughput_instead_of_starting_a_server(
+    gate_project, pytester, monkeypatch
+):
+    """A plain re-run whose task answers all come from the cache starts no server for the
+    throughput case either: it skips, saying how to measure; the throughput cases selected
+    alone start their server and measure."""
+    conftest = CONFTEST.replace('"plugins.summary"', '"plugins.throughput", "plugins.summary"')
+    suites = gate_project(conftest, test_demo_gate=GATE_TEST, test_demo_speed=THROUGHPUT_TEST)
+    (suites / "demo.yaml").write_text(THROUGHPUT_SUITE)
+    monkeypatch.setenv("FAKE_MODE", "healthy")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    qg = pytester.path / "qg"
+
+    def run(*args):
+        return pytester.runpytest_subprocess(
+            "-m",
+            "accuracy",
+            f"--suites-dir={suites}",
+            f"--quantgate-dir={qg}",
+            f"--baselines-dir={pytester.path / 'baselines'}",
+            "-rs",
+            *args,
+        )
+
+    def starts() -> int:
+        return len(list((qg / "runs" / "starts").iterdir()))
+
+    run("--snapshot-update").assert_outcomes(passed=2)  # generates, then measures
+    assert starts() == 1
+    cached = run()
+    cached.assert_outcomes(passed=1, skipped=1)
+    assert starts() == 1  # no server for throughput alone
+    cached.stdout.fnmatch_lines(
+        [
+            "*demo-throughput-bf16: every accuracy case of bf16 in this session (arith) came "
+            "from the generation cache, so no server was started to measure*"
+            '*pytest -m "accuracy and benchmark" --suite demo --precision bf16'
+        ]
+    )
+    run("-m", "accuracy and benchmark").assert_outcomes(passed=1)  # throughput alone
+    assert starts() == 2
