@@ -153,6 +153,30 @@ def test_the_pictures_are_deterministic_svg_with_every_task_and_precision(tmp_pa
             assert label in text or label.replace("/", "") in text, (name, label)
 
 
+def svg_texts(path: Path) -> list[str]:
+    """The texts a matplotlib SVG draws (each is kept as a comment before its glyphs)."""
+    return [t.strip() for t in re.findall(r"<!-- (.*?) -->", path.read_text())]
+
+
+def test_the_pictures_show_scores_relative_to_the_reference_and_flips_apart(tmp_path):
+    """relative.svg: each candidate's score relative to the reference (an unchanged score is a
+    100 % bar, not an invisible 0 pp one) with its gap and verdict beside it, the margin drawn;
+    flips.svg: the items lost and gained as two labels, never run together."""
+    suite, root, baselines, rows = session(tmp_path)
+    folder = write_report(build_report(rows, {"s": suite}, created=NOW), tmp_path / "r", ["svg"])
+    relative = svg_texts(folder / "relative.svg")
+    assert relative.count("100.0 %   +0.0 pp  PASS") == 2  # fp8 on alpha and beta
+    assert relative.count("0.0 %  -75.0 pp  FAIL") == 2  # int2
+    assert "s/alpha (bf16 75.0% on 100 items)" in relative
+    assert {"score relative to bf16 (%)", "bf16 = 100 %", "paired interval", "−margin"} <= set(
+        relative
+    )
+    flips = svg_texts(folder / "flips.svg")
+    assert flips.count("−1") == 2 and flips.count("+1") == 2  # fp8: one each way, per task
+    assert flips.count("−75") == 2 and flips.count("+0") == 2  # int2
+    assert "s/alpha (100 paired items)" in flips
+
+
 def test_python_m_quantgate_report_rebuilds_from_stored_runs_without_a_server(tmp_path, capsys):
     suite, root, baselines, rows = session(tmp_path)
     live = build_report(
