@@ -245,3 +245,21 @@ def test_without_matplotlib_the_text_report_is_still_written(tmp_path, monkeypat
     folder = write_report(build_report(rows, {"s": suite}), tmp_path / "r")
     assert sorted(p.name for p in folder.iterdir()) == ["NO-SVG.txt", "report.json", "report.md"]
     assert "relative.svg" not in (folder / "report.md").read_text()
+
+
+def test_the_readme_example_is_its_committed_report_rendered(tmp_path):
+    """docs/example/ holds a real tiny-suite report.json and the pictures
+    scripts/render_example.py draws from it; the README shows relative.svg."""
+    import runpy
+
+    example = REPO / "docs" / "example"
+    render = runpy.run_path(str(REPO / "scripts" / "render_example.py"))["render"]
+    render(example, tmp_path)
+    assert (tmp_path / "report.json").read_bytes() == (example / "report.json").read_bytes()
+    for name in ("relative.svg", "flips.svg"):
+        assert (tmp_path / name).read_bytes() == (example / name).read_bytes(), (
+            f"docs/example/{name} is not its report.json rendered: "
+            "python scripts/render_example.py docs/example"
+        )
+    assert {s.name for s in load_report(example).suites} == {"tiny"}
+    assert "](docs/example/relative.svg)" in (REPO / "README.md").read_text()
