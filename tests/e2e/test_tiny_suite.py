@@ -5,6 +5,7 @@ Each run gets its own --quantgate-dir (servers' logs, lm-eval cache, the tiny mo
 per module) and a copy of baselines/, so the committed files are never touched.
 """
 
+import json
 import re
 import shutil
 import signal
@@ -63,8 +64,6 @@ def _outcomes(output: str) -> dict[str, int]:
 
 
 def _report(workdir: Path) -> dict:
-    import json
-
     return json.loads((workdir / "qg" / "reports" / "latest" / "report.json").read_text())
 
 
@@ -99,6 +98,8 @@ def test_gate_passes_fp8_nvfp4_and_fails_int4_and_the_broken_int2(workdir):
     for task in tasks:
         assert rows[f"tiny-{task}-bf16"].split()[1:3] == ["own", "history"]
         assert rows[f"tiny-{task}-int2"].rstrip().endswith("fail")
+        # the suite's sequential looks: the planted int2 is settled at the first, visibly
+        assert f"(look 1/{suite.sequential.looks})" in rows[f"tiny-{task}-int2"]
     # what ran matched the stored baselines: nothing rewritten without --snapshot-update
     assert {p: p.read_bytes() for p in (workdir / "baselines").rglob("*.json")} == before
     assert (workdir / "qg" / "runs" / "tiny" / "fp8" / "arith" / "samples.jsonl").exists()
@@ -128,6 +129,38 @@ def test_the_gate_summary_looks_like_a_real_comparison(workdir):
             assert int4["diff"] < -int4["margin"] and int4["ci_high"] < 0
         else:
             assert int4["ci_low"] >= -int4["margin"]
+
+
+def test_the_planted_int2_stops_at_the_first_look_and_the_report_follows_its_schema(workdir):
+    """Properties of the run above: report.json is a valid quantgate.reporting.schema.Report;
+    with the suite's sequential looks, int2 is gated on the first chunk only (a third of the
+    items, as few as the reference's first look holds) and its run says it stopped there; every
+    candidate ran no more items than the reference."""
+    from quantgate.reporting.schema import Report
+    from quantgate.sequential import look_sizes
+
+    if not (workdir / "qg" / "reports" / "latest").exists():
+        pytest.skip("needs the first end-to-end run")
+    report = Report.model_validate(_report(workdir))
+    suite = load_suite(REPO / "tests" / "accuracy" / "suites" / "tiny.yaml")
+    looks = suite.sequential.looks
+    assert looks > 1
+    results = {(r.task, r.precision): r for r in report.tasks}
+    for task in suite.tasks:
+        total = results[task, "bf16"].n
+        first = look_sizes(total, looks)[0]
+        assert results[task, "int2"].n == first < total
+        assert results[task, "int2"].verdict == "fail"
+        assert all(results[task, p].n <= total for p in ("fp8", "nvfp4", "int4"))
+        run = json.loads(
+            (workdir / "qg" / "runs" / "tiny" / "int2" / task / "run.json").read_text()
+        )
+        stopped = run["provenance"]["sequential"]
+        assert (stopped["look"], stopped["stopped_early"], stopped["outcomes"]) == (
+            1,
+            True,
+            ["fail"],
+        )
 
 
 def test_a_rerun_rescores_from_the_cache_without_a_server(workdir):
