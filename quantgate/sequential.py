@@ -49,13 +49,16 @@ chunk) and decides each look with the real :func:`~quantgate.gate.compare`, memo
 sufficient statistics (n, flips down, flips up): false PASS / FAIL rates of both designs on the same
 draws, and the share of items the sequential design used (benchmarks/sequential_items.py).
 
-**What it buys, and its limits** (benchmarks/sequential_items.py, 4000 runs per cell): a grossly
-broken candidate (the tiny suite's int2, 86-93 pp down) is decided at the first look, on 1/K of
-the items. A drop of 3x the margin is decided on 51-60 % of the items at K = 4 (48-62 % at K = 5;
-43 % at K = 10 on a task planned for 80 % power), a drop of 5x on 29-43 % (K = 6..10): O'Brien-
-Fleming boundaries are strict early by design. No drop: 80-90 % of the items; a drop of the
-margin: 91-96 %. The stricter last look costs a little power (P(PASS | no drop) 0.74 instead of
-0.80 on the tiny words task at K = 3). With few discordant items (about 15 in the whole task)
+**What it buys, and its limits** (benchmarks/sequential_items.py, 4000 runs per cell; the
+table in docs/gating.md section 5b): a collapse (the tiny suite's int2, 65-81 pp down) is
+decided at the first look, on 1/K of the items. A drop of 3x the margin is decided on 51-64 %
+of the items at K = 3-4, a drop of 5x on 34-47 %: the issue's target (a broken checkpoint on
+<= 40 % of the items) is met for a collapse, and for 5x the margin only in some scenarios (the
+tiny arith task at K = 3, a task of 1566 items), never for 3x. O'Brien-Fleming boundaries are
+strict early by design. No drop: 71-92 % of the items; a drop of the margin: 92-97 %. The
+stricter last look costs a little power (P(PASS | no drop) 0.568 instead of 0.581 on the
+400-item task at K = 3; 0.74 instead of 0.80 on a 100-item task at margin 6 pp).
+With few discordant items (about 15 in the whole task)
 the gate's interval is itself liberal at small nominal alphas, and false PASS at a drop of the
 margin can then exceed the fixed design's by a few thousandths (n 150, discordance 0.05, K = 4:
 0.055 vs 0.051 in 20,000 runs); at K = 3 there it does not. The code runners execute every

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -398,6 +399,34 @@ def test_a_broken_candidate_is_decided_on_a_fraction_of_the_items():
     assert broken.share_used < 0.65  # fixed: 100 %
     int2 = seq.simulate(n=150, margin=0.05, looks=3, drop=0.92, discordance=0.0, runs=500, seed=6)
     assert int2.rate("sequential", "fail") == 1.0 and int2.share_used == pytest.approx(1 / 3)
+
+
+def test_the_benchmark_shows_where_the_40_percent_target_is_met(capsys):
+    """benchmarks/sequential_items.py: besides no drop, the margin and 3x the margin, a drop of
+    5x the margin and the tiny int2's, each broken row saying whether it was decided on <= 40 %
+    of the items (a collapse is: 1/K of them)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "sequential_items.py"
+    spec = importlib.util.spec_from_file_location("quantgate_bench_sequential_items", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    tiny = {name: spec for name, spec in bench.SCENARIOS.items() if name.startswith("tiny")}
+    rows = {
+        (r["scenario"], r["drop"]): r for r in bench.rows(tiny, [3], runs=200, seed=1, alpha=0.05)
+    }
+    drops = {drop for _, drop in rows}
+    assert {"none", "margin", "3x margin", "5x margin"} < drops
+    for (name, drop), row in rows.items():
+        assert (row["target"] is None) == (drop in ("none", "margin"))
+        if drop.startswith("int2"):  # the collapse: decided at the first look
+            n = tiny[name][0]
+            assert row["share"] == pytest.approx(seq.look_sizes(n, 3)[0] / n)
+            assert row["target"] is True
+            assert row["fail"][0] == 1.0
+    assert bench.main(["--runs", "20", "--looks", "3", "--no-planned"]) == 0
+    out = capsys.readouterr().out
+    assert "5x margin" in out and "int2 65%" in out and "<= 40 %" in out
 
 
 def test_the_modules_docstring_examples_are_true():
