@@ -26,6 +26,8 @@ and margins are fractions (0.873, -0.012), not percent; a field a case does not 
   `vs` is the reference precision and the gate's numbers are filled (`diff`, the one-sided
   interval `ci_low`/`ci_high`, `margin`, `flips_down`/`flips_up`, `mde`, `verdict`,
   `required_n` when inconclusive); `relative` is `score / reference_score` over the same items.
+  A sequential run (`sequential: {{looks: K}}`) that stopped early has `look` and `looks` (where
+  it stopped) and `total` (the task's items; `n` is the items it generated).
   For the reference, `vs` is `own history` (gated against its stored baseline), `written` (a
   `--snapshot-update`) or `replaced`.
 - `suites`: each suite's model, reference, file and its sha256, tensor parallel size, and per

@@ -128,6 +128,9 @@ def _task_result(setup: dict, records: list[dict], suite: Suite | None) -> TaskR
         mde=record.get("mde"),
         verdict=record.get("verdict") or "-",
         required_n=record.get("required_n"),
+        look=record.get("look"),
+        looks=record.get("looks"),
+        total=record.get("total"),
         samples=setup.get("samples"),
     )
 

@@ -7,6 +7,15 @@ from collections.abc import Sequence
 from quantgate.reporting.schema import Report, TaskResult
 
 
+def _n(t: TaskResult) -> str:
+    """``n``, and where a sequential run stopped: "50/150 (look 1/3)"."""
+    if t.n is None:
+        return "–"
+    if t.look is None or t.total is None:
+        return str(t.n)
+    return f"{t.n}/{t.total} (look {t.look}/{t.looks})"
+
+
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x * 100:.1f} %"
 
@@ -93,7 +102,7 @@ def render_markdown(report: Report, *, images: bool = True) -> str:
                             _interval(t),
                             "–" if t.margin is None else f"{t.margin * 100:g} pp",
                             "–" if t.flips_down is None else f"{t.flips_down}/{t.flips_up}",
-                            t.n if t.n is not None else "–",
+                            _n(t),
                             _verdict(t),
                         ]
                         for t in tasks

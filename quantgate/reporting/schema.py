@@ -59,6 +59,11 @@ class TaskResult(_Model):
     mde: float | None = None
     verdict: str
     required_n: int | None = None
+    # a sequential run (quantgate.sequential): the look it stopped at, of ``looks``; ``n`` is the
+    # items it generated, ``total`` the task's
+    look: int | None = None
+    looks: int | None = None
+    total: int | None = None
     samples: str | None = None
 
 

@@ -16,7 +16,7 @@ from quantgate.__main__ import main
 from quantgate.baselines import Baseline, baseline_path, identity
 from quantgate.cases import Case
 from quantgate.decision import decide_case, decide_suite
-from quantgate.report import ROW_KEYS, THROUGHPUT_ROW, throughput_record
+from quantgate.report import ROW_KEYS, THROUGHPUT_ROW, VERDICT_ROW, throughput_record
 from quantgate.reporting import build_report, load_report, report_folder, write_report
 from quantgate.reporting.build import store_throughput
 from quantgate.reporting.schema import Report
@@ -263,3 +263,23 @@ def test_the_readme_example_is_its_committed_report_rendered(tmp_path):
         )
     assert {s.name for s in load_report(example).suites} == {"tiny"}
     assert "](docs/example/relative.svg)" in (REPO / "README.md").read_text()
+
+
+def test_a_sequential_run_says_where_it_stopped(tmp_path):
+    """A candidate that stopped at an early look (quantgate.sequential): report.json carries the
+    look, the looks and the task's items; report.md's n reads "34/100 (look 1/3)"."""
+    suite, root, baselines, rows = session(tmp_path)
+    (record,) = [
+        r for r in rows[VERDICT_ROW] if r["case"] == "s-alpha-int2"
+    ]  # as decision.verdict_record writes a sequential run's row
+    record.update(n=34, look=1, looks=3, total=N)
+    report = build_report(
+        rows, {"s": suite}, quantgate_dir=root, baselines_dir=baselines, created=NOW
+    )
+    folder = write_report(report, report_folder(root, now=NOW), ["md", "json"])
+    by = {(t.task, t.precision): t for t in load_report(folder).tasks}
+    stopped, whole = by["alpha", "int2"], by["alpha", "fp8"]
+    assert (stopped.n, stopped.look, stopped.looks, stopped.total) == (34, 1, 3, N)
+    assert (whole.look, whole.looks, whole.total) == (None, None, None)
+    md = (folder / "report.md").read_text()
+    assert "| 34/100 (look 1/3) | fail |" in md and f"| {N} | pass |" in md
