@@ -196,7 +196,12 @@ def native_traceback(exc: BaseException, keep: int = 60) -> str:
 
 def gate_session(config: pytest.Config) -> GateSession:
     if SESSION_KEY not in config.stash:
-        config.stash[SESSION_KEY] = GateSession(config)
+        from plugins.summary import SESSION_LOGS
+
+        session = config.stash[SESSION_KEY] = GateSession(config)
+        config.stash[SESSION_LOGS] = lambda: sorted(
+            session.root.glob(f"runs/*/*/server-{session.servers.session}.log")
+        )
     return config.stash[SESSION_KEY]
 
 

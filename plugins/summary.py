@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -117,14 +118,14 @@ class Summary:
         atomic_write_text(path, f'<?xml version="1.0" encoding="utf-8"?>{xml}')
 
 
+# how to list the server logs this process's session wrote: set by the session fixture
+# (plugins.fixtures) when the first accuracy case needs it
+SESSION_LOGS = pytest.StashKey[Callable[[], list[Path]]]()
+
+
 def session_logs(config: pytest.Config) -> list[Path]:
     """The server logs this process's session wrote (none where no accuracy case ran)."""
-    from plugins.fixtures import SESSION_KEY
-
-    if SESSION_KEY not in config.stash:
-        return []
-    session = config.stash[SESSION_KEY]
-    return sorted(session.root.glob(f"runs/*/*/server-{session.servers.session}.log"))
+    return config.stash.get(SESSION_LOGS, list)()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -117,16 +117,3 @@ def hygiene_record(case_id: str, against: str, findings: list[Finding]) -> dict:
         record[f.indicator] = [f.reference, f.candidate]
     record["verdict"] = "fail" if any(f.failed for f in findings) else "ok"
     return record
-
-
-def hygiene_table(records: list[dict]) -> str:
-    from quantgate.report import format_table
-
-    def pair(value) -> str:
-        return "-" if not value else f"{value[0]:.1%} -> {value[1]:.1%}"
-
-    rows = [
-        [r["case"], r["vs"], *(pair(r.get(name)) for name in INDICATORS), r["verdict"]]
-        for r in records
-    ]
-    return format_table(["case", "vs", "truncated", "empty", "no answer", "hygiene"], rows)

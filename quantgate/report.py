@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from quantgate.hygiene import INDICATORS as HYGIENE_INDICATORS
+
 __all__ = ["format_table", "percent", "summary_sections"]
 
 # The keys of the rows a case records (pytest's ``user_properties``) for the session summary.
@@ -536,6 +538,20 @@ def _seconds(x: float) -> str:
 # --- the session summary ---------------------------------------------------------------------
 
 
+def hygiene_table(records: list[dict]) -> str:
+    """The reasoning-hygiene rows (:func:`quantgate.hygiene.hygiene_record`): each indicator's
+    share, reference -> candidate."""
+
+    def pair(value) -> str:
+        return "-" if not value else f"{value[0]:.1%} -> {value[1]:.1%}"
+
+    rows = [
+        [r["case"], r["vs"], *(pair(r.get(name)) for name in HYGIENE_INDICATORS), r["verdict"]]
+        for r in records
+    ]
+    return format_table(["case", "vs", "truncated", "empty", "no answer", "hygiene"], rows)
+
+
 def summary_sections(rows: Mapping[str, Sequence[dict]]) -> list[tuple[str, str]]:
     """``(title, text)`` per section of the terminal summary, from the rows collected under
     each of :data:`ROW_KEYS`; sections without rows are left out."""
@@ -545,8 +561,6 @@ def summary_sections(rows: Mapping[str, Sequence[dict]]) -> list[tuple[str, str]
     if rows.get(SUITE_ROW):
         sections.append(("quantgate suite verdicts", suite_verdict_table(rows[SUITE_ROW])))
     if rows.get(HYGIENE_ROW):
-        from quantgate.hygiene import hygiene_table
-
         sections.append(("quantgate reasoning hygiene", hygiene_table(rows[HYGIENE_ROW])))
     if rows.get(LIVEBENCH_ROW):
         sections.append(("quantgate LiveBench summary", livebench_table(rows[LIVEBENCH_ROW])))

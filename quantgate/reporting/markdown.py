@@ -37,8 +37,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def render_markdown(report: Report, *, images: bool = True) -> str:
-    from quantgate.hygiene import hygiene_table
-    from quantgate.report import livebench_table, throughput_report
+    from quantgate.report import hygiene_table, livebench_table, throughput_report
 
     names = ", ".join(s.name for s in report.suites) or "no suite"
     out = [f"# quantgate report: {names}", "", f"Created {report.created} (UTC)."]
