@@ -5,15 +5,15 @@ tiny suite, or after changing the charts):
     .venv/bin/python scripts/render_example.py                 # .quantgate/reports/latest
     .venv/bin/python scripts/render_example.py docs/example    # re-render the committed one
 
-Copies the folder's report.json into docs/example/ and draws relative.svg and flips.svg there
-from it. The pictures are deterministic (a fixed svg.hashsalt, no date), so re-rendering the
-committed report.json gives the committed bytes; tests/reporting/test_report_folder.py checks it.
+Copies the folder's report.json into docs/example/ (paths inside the checkout made relative)
+and draws relative.svg and flips.svg there from it. The pictures are deterministic (a fixed
+svg.hashsalt, no date), so re-rendering the committed report.json gives the committed bytes;
+tests/reporting/test_report_folder.py checks it.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from quantgate.reporting import load_report, write_report
@@ -28,7 +28,9 @@ def render(source: Path, out: Path = EXAMPLE) -> list[Path]:
     report = load_report(source)
     out.mkdir(parents=True, exist_ok=True)
     if (source / "report.json").resolve() != (out / "report.json").resolve():
-        shutil.copyfile(source / "report.json", out / "report.json")
+        # paths inside the checkout become relative to it (the example names no one's machine)
+        text = (source / "report.json").read_text().replace(f'"{REPO}/', '"')
+        (out / "report.json").write_text(text)
     write_report(report, out, ["svg"])
     return [out / "report.json", out / "relative.svg", out / "flips.svg"]
 
