@@ -37,6 +37,20 @@ def _gated(report: Report) -> dict[str, list[TaskResult]]:
     return panels
 
 
+def _reference_name(report: Report) -> str:
+    """The reference precision's name where every suite has the same one."""
+    names = sorted({s.reference for s in report.suites})
+    return names[0] if len(names) == 1 else "the reference"
+
+
+def _items(t: TaskResult) -> str:
+    """The items a candidate was gated on: "n 150", or "n 50/150" where a sequential run
+    stopped early."""
+    if t.total is not None and t.n is not None and t.n < t.total:
+        return f"n {t.n}/{t.total}"
+    return f"n {t.n}"
+
+
 @contextmanager
 def _figure(panels: dict[str, list[TaskResult]], width: float = 8.0):
     """A figure with one panel (axes) per task, stacked, sharing the x axis; saved by the
@@ -85,18 +99,14 @@ def relative_svg(report: Report, path: Path) -> Path:
     from matplotlib.patches import Patch
 
     panels = _gated(report)
-    references = {s.name: s.reference for s in report.suites}
-    names = sorted(set(references.values()))
-    reference = names[0] if len(names) == 1 else "the reference"
+    reference = _reference_name(report)
     with _figure(panels) as (fig, axes):
         if not panels:
             _empty(fig, axes[0], "no candidate was gated against its reference")
             return _save(fig, path)
         right = 105.0
         for ax, (task, results) in zip(axes, panels.items()):
-            ref = results[0].reference_score
-            where = f" ({references[results[0].suite]} {ref:.1%} on {results[0].n} items)"
-            ys = _rows(ax, results, task + (where if ref is not None else ""))
+            ys = _rows(ax, results, task)
             for y, t in zip(ys, results):
                 color = VERDICT_COLORS.get(t.verdict, OTHER_COLOR)
                 base = t.reference_score
@@ -123,7 +133,7 @@ def relative_svg(report: Report, path: Path) -> Path:
                     ax.vlines(mark, y - 0.42, y + 0.42, colors=MARGIN_COLOR, linestyles="--")
                 right = max(right, high + 3)
                 ax.annotate(
-                    f"{value:5.1f} %  {_pct(t.diff):+5.1f} pp  {t.verdict.upper()}",
+                    f"{value:5.1f} %  {_pct(t.diff):+5.1f} pp  {t.verdict.upper():<4}  {_items(t)}",
                     (1.01, y),
                     xycoords=("axes fraction", "data"),
                     va="center",
@@ -143,8 +153,8 @@ def relative_svg(report: Report, path: Path) -> Path:
         ]
         fig.legend(handles=handles, loc="outside lower center", ncols=6, frameon=False)
         fig.suptitle(
-            f"Each task's score relative to {reference} (= 100 %); a PASS keeps the whole "
-            "interval right of the −margin mark",
+            f"Each task's score relative to {reference} (= 100 %) on the items each precision "
+            "was gated on;\na PASS keeps the whole interval right of the −margin mark",
             fontsize=9,
         )
         return _save(fig, path)
@@ -154,16 +164,14 @@ def flips_svg(report: Report, path: Path) -> Path:
     from matplotlib.patches import Patch
 
     panels = _gated(report)
-    references = {s.name: s.reference for s in report.suites}
-    names = sorted(set(references.values()))
-    reference = names[0] if len(names) == 1 else "the reference"
+    reference = _reference_name(report)
     with _figure(panels) as (fig, axes):
         if not panels:
             _empty(fig, axes[0], "no candidate was gated against its reference")
             return _save(fig, path)
         most_lost, most_gained = 1, 1
         for ax, (task, results) in zip(axes, panels.items()):
-            ys = _rows(ax, results, f"{task} ({results[0].n} paired items)")
+            ys = _rows(ax, results, task)
             for y, t in zip(ys, results):
                 down, up = t.flips_down or 0, t.flips_up or 0
                 most_lost, most_gained = max(most_lost, down), max(most_gained, up)
@@ -171,7 +179,7 @@ def flips_svg(report: Report, path: Path) -> Path:
                 ax.barh(y, up, height=0.62, color=GAINED)
                 for x, text, side, offset in (
                     (-down, f"−{down}" if down else "0", "right", -3),
-                    (up, f"+{up}", "left", 3),
+                    (up, f"+{up}   ({_items(t)})", "left", 3),
                 ):
                     ax.annotate(
                         text,

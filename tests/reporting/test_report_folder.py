@@ -165,16 +165,15 @@ def test_the_pictures_show_scores_relative_to_the_reference_and_flips_apart(tmp_
     suite, root, baselines, rows = session(tmp_path)
     folder = write_report(build_report(rows, {"s": suite}, created=NOW), tmp_path / "r", ["svg"])
     relative = svg_texts(folder / "relative.svg")
-    assert relative.count("100.0 %   +0.0 pp  PASS") == 2  # fp8 on alpha and beta
-    assert relative.count("0.0 %  -75.0 pp  FAIL") == 2  # int2
-    assert "s/alpha (bf16 75.0% on 100 items)" in relative
+    assert relative.count("100.0 %   +0.0 pp  PASS  n 100") == 2  # fp8 on alpha and beta
+    assert relative.count("0.0 %  -75.0 pp  FAIL  n 100") == 2  # int2
+    assert "s/alpha" in relative and "s/beta" in relative
     assert {"score relative to bf16 (%)", "bf16 = 100 %", "paired interval", "−margin"} <= set(
         relative
     )
     flips = svg_texts(folder / "flips.svg")
-    assert flips.count("−1") == 2 and flips.count("+1") == 2  # fp8: one each way, per task
-    assert flips.count("−75") == 2 and flips.count("+0") == 2  # int2
-    assert "s/alpha (100 paired items)" in flips
+    assert flips.count("−1") == 2 and flips.count("+1   (n 100)") == 2  # fp8: one each way
+    assert flips.count("−75") == 2 and flips.count("+0   (n 100)") == 2  # int2, per task
 
 
 def test_python_m_quantgate_report_rebuilds_from_stored_runs_without_a_server(tmp_path, capsys):
@@ -281,5 +280,8 @@ def test_a_sequential_run_says_where_it_stopped(tmp_path):
     stopped, whole = by["alpha", "int2"], by["alpha", "fp8"]
     assert (stopped.n, stopped.look, stopped.looks, stopped.total) == (34, 1, 3, N)
     assert (whole.look, whole.looks, whole.total) == (None, None, None)
+    write_report(load_report(folder), folder, ["svg"])
+    assert "0.0 %  -75.0 pp  FAIL  n 34/100" in svg_texts(folder / "relative.svg")
+    assert "+0   (n 34/100)" in svg_texts(folder / "flips.svg")
     md = (folder / "report.md").read_text()
     assert "| 34/100 (look 1/3) | fail |" in md and f"| {N} | pass |" in md
