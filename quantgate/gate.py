@@ -25,7 +25,9 @@ pseudo-item added on each side of the difference — which keeps the false-fail 
 alpha even with few discordant items. For scores averaged over ``repeats`` samples the
 pseudo-items are one discordant *sample* each way (±1/repeats) — unless every score on both
 sides is 0 or 1: each item's samples then all agreed and carry one item's information, so the
-gate uses ``repeats = 1`` (±1 pseudo-items, the 0/1 variance). With fewer than
+gate uses ``repeats = 1`` (±1 pseudo-items, the 0/1 variance). The default FAIL also needs
+the exact sign test on the items that differ (:func:`sign_test_p`), so one candidate sample
+more never turns a verdict into FAIL. With fewer than
 :data:`SMALL_N` repeat-averaged items the bounds are those of two tests that must both reject:
 the exact sign-flip (permutation) test and Hall's (1992) skewness-corrected t; at n = 30 the
 t interval alone passes drops equal to the margin up to 3x too often.
@@ -230,6 +232,14 @@ def signflip_p(
     return table.p(delta, alternative)
 
 
+def sign_test_p(differences) -> float:
+    """One-sided exact sign test that the differences lean negative: ``P(X <= up)`` for ``X ~
+    Binomial(up + down, 1/2)``, over the non-zero differences only (1.0 when none)."""
+    d = np.asarray(differences, dtype=float)
+    down, up = int(np.sum(d < 0)), int(np.sum(d > 0))
+    return float(special.bdtr(up, up + down, 0.5)) if up + down else 1.0
+
+
 # --- paired -----------------------------------------------------------------------------------
 
 
@@ -288,6 +298,12 @@ def _paired_verdict(ref: np.ndarray, cand: np.ndarray, rule: _Rule, *, small: bo
         b = _bonett_price_bounds(d, pseudo, rule)
         interval = "bp"
     ci_low, ci_high, p_ni, p_drop, se, q, passed, significant = b
+    if not small and rule.fail == "default":
+        # the drop must also be significant by the exact sign test on the items that differ
+        # (McNemar's exact test for 0/1 scores): the t interval alone FAILed 3 down-flips of 50
+        # (exact p 0.125) once one other item was 1/16 better, its pseudo-items shrunk
+        p_drop = max(p_drop, sign_test_p(d))
+        significant = significant and p_drop < rule.alpha
     outcome = rule.outcome(diff, passed, significant)
     mde = (q + rule.z_beta) * se
     need = need_observed = None

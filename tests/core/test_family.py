@@ -234,7 +234,7 @@ def test_holm_takes_a_sequential_looks_repeated_p_values_not_its_nominal_ones():
 
 
 def test_a_sequential_looks_fail_side_is_consistent_with_its_own_verdict():
-    verdict, fixed = _look(down=18, up=9)
+    verdict, fixed = _look(down=16, up=7)  # exact sign test p 0.047 < 0.05
     assert fixed.outcome == "fail" and verdict.outcome == "inconclusive"
     assert verdict.look_p[1] <= FAMILY_ALPHA < verdict.p_drop
     assert suite_verdict({"seq": verdict}, FAMILY_ALPHA).outcome == "inconclusive"

@@ -466,3 +466,37 @@ def test_verdicts_carry_one_sided_p_values_matching_their_outcome():
         assert (v.outcome == "pass") == (v.p_noninferiority <= ALPHA)
         if v.outcome == "fail":
             assert v.p_drop < ALPHA and v.diff < -margin
+
+
+def test_a_better_candidate_never_gets_a_worse_verdict_near_0_1_data():
+    """Review finding: 50 items of 0/1 scores declared repeats=16, three down-flips: inconclusive
+    (exact p 0.125); raising one other candidate item by one sample (1/16, strictly better)
+    must not turn it into a FAIL (the data are no longer all 0/1, so the pseudo-items shrink to
+    +-1/16: the t interval alone FAILed it, p 0.044). The drop must also be significant by the
+    exact sign test on the non-zero differences (McNemar's exact test for 0/1 scores)."""
+    ref = {f"q{i:03d}": 1.0 if i < 40 else 0.0 for i in range(50)}
+    cand = dict(ref, q000=0.0, q001=0.0, q002=0.0)
+    before = compare(ref, cand, margin=0.05, repeats=16)
+    better = compare(ref, dict(cand, q045=1 / 16), margin=0.05, repeats=16)
+    assert before.outcome == "inconclusive"
+    assert better.outcome != "fail" and better.p_drop > ALPHA
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_raising_one_candidate_sample_never_turns_a_verdict_into_fail(seed):
+    """Seeded property: near-0/1 repeat-averaged data at the FAIL boundary; one candidate item
+    one sample better never makes a non-FAIL verdict FAIL."""
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        n = int(rng.integers(50, 120))
+        ref = {f"q{i}": float(rng.random() < 0.7) for i in range(n)}
+        cand = {k: v if rng.random() > 0.08 else 1.0 - v for k, v in ref.items()}
+        verdict = compare(ref, cand, margin=0.03, repeats=16)
+        if verdict.outcome == "fail":
+            continue
+        low = [k for k, v in cand.items() if v < 1.0]
+        if not low:
+            continue
+        k = low[int(rng.integers(len(low)))]
+        better = compare(ref, dict(cand, **{k: cand[k] + 1 / 16}), margin=0.03, repeats=16)
+        assert better.outcome != "fail", (n, k, verdict, better)
