@@ -10,9 +10,9 @@ installs the sink that writes past pytest's output capture.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
+import threading
 
 import pytest
 
@@ -20,7 +20,10 @@ from plugins.cases import selects_accuracy
 
 
 def make_sink(config: pytest.Config):
-    """The sink for this process, or None (quiet)."""
+    """The sink for this process, or None (quiet). Lines go to a duplicate of the terminal's
+    file descriptor taken here, while pytest's capture is suspended (``pytest_configure``), so
+    writing never toggles the capture: the timer thread of a long run (quantgate.progress) may
+    write while a test runs on the main thread."""
     from quantgate.progress import Sink
 
     if config.getoption("verbose") < 0 or not selects_accuracy(config):
@@ -32,19 +35,22 @@ def make_sink(config: pytest.Config):
     if reporter is None:
         return None
     writer = config.get_terminal_writer()
-    capman = config.pluginmanager.getplugin("capturemanager")
+    try:
+        out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", errors="replace")
+    except (OSError, ValueError):  # no file descriptor behind stdout
+        return None
+    config.add_cleanup(out.close)
     interactive = bool(reporter.isatty) and os.environ.get("TERM") != "dumb"
+    lock = threading.Lock()  # the main thread and a timer thread may both write
 
     def write(line: str, final: bool) -> None:
-        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+        with lock:
             if interactive:
                 width = max(20, writer.fullwidth - 1)
-                writer.write("\r" + line[:width].ljust(width))
-                if final:
-                    writer.line()
+                out.write("\r" + line[:width].ljust(width) + ("\n" if final else ""))
             else:
-                writer.line(line)
-            writer.flush()
+                out.write(line + "\n")
+            out.flush()
 
     return Sink(write, interactive=interactive)
 

@@ -58,7 +58,7 @@ class Progress:
         self.done, self.tokens = 0, 0
         self.started = clock()
         self._last: float | None = None
-        self._lock = threading.Lock()  # updates come from worker threads
+        self._lock = threading.Lock()  # updates (client threads) and the timer thread
         every = sink.every if sink and sink.every is not None else None
         self.every = every if every is not None else (0.5 if sink and sink.interactive else 30.0)
         self._stop = threading.Event()
@@ -103,7 +103,10 @@ class Progress:
                 wait = (self.started if self._last is None else self._last) + self.every - now
                 if wait <= 0:
                     self._last, wait = now, self.every
-                    self.sink.write(self.line(now), False)
+                    try:
+                        self.sink.write(self.line(now), False)
+                    except Exception:  # a progress line is never worth a thread's traceback
+                        return
 
     def line(self, now: float | None = None, *, final: bool = False) -> str:
         now = self.clock() if now is None else now
