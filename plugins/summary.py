@@ -53,7 +53,10 @@ class Summary:
             return
         xmlpath = getattr(config.option, "xmlpath", None)
         if xmlpath and self.rows[SUITE_ROW]:
-            self.add_suite_verdicts(Path(os.path.expandvars(xmlpath)).expanduser())
+            # relative to where pytest was started, as junitxml resolved it at configure time
+            # (a test may have changed the working directory since)
+            given = Path(os.path.expandvars(xmlpath)).expanduser()
+            self.add_suite_verdicts(config.invocation_params.dir / given)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         from quantgate.report import summary_sections

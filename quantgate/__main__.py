@@ -276,7 +276,10 @@ def run_report(args: argparse.Namespace) -> int:
             suites = discover_suites(args.suites_dir)
         except SuiteError as exc:
             raise CliError(str(exc)) from None
-        rows = rebuild_rows(path, suites, args.baselines_dir)
+        try:
+            rows = rebuild_rows(path, suites, args.baselines_dir)
+        except ValueError as exc:  # a stored run or throughput row that is not what we wrote
+            raise CliError(str(exc)) from None
         if not rows.get("quantgate_setup"):
             raise CliError(
                 f"{path / 'runs'}: no stored run (run.json) of a suite in {args.suites_dir}"

@@ -161,11 +161,16 @@ def plan_suite_cases(
             suite.precisions[precision].expect == "fail",
         )
         for suite in suites.values()
-        if len(suite.tasks) >= 2
         for precision in reference_first(suite, precisions)
-        if precision != suite.reference
+        if has_suite_verdict(suite, precision)
         for case in [Case(suite.name, SUITE_TASK, precision)]
     ]
+
+
+def has_suite_verdict(suite: Suite, precision: str) -> bool:
+    """Whether ``precision`` gets one verdict across the suite's tasks: a candidate of a suite
+    with at least two tasks."""
+    return len(suite.tasks) >= 2 and precision != suite.reference
 
 
 def case_groups(suites: Mapping[str, Suite], precisions: Sequence[str] = ()) -> dict[str, str]:

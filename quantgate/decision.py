@@ -455,7 +455,7 @@ def _lmeval_items(suite: Suite, task_name: str, limit: int | None) -> int | None
         try:
             with open(suite.resolve_path(name), encoding="utf-8") as f:
                 rows = sum(1 for line in f if line.strip())
-        except OSError:
+        except (OSError, ValueError):  # unreadable or not UTF-8: the count is unknown
             rows = None
     if rows is None:
         return limit

@@ -117,3 +117,19 @@ def hygiene_record(case_id: str, against: str, findings: list[Finding]) -> dict:
         record[f.indicator] = [f.reference, f.candidate]
     record["verdict"] = "fail" if any(f.failed for f in findings) else "ok"
     return record
+
+
+def stopped_at_limit(finish_reason: Any, tokens: Any, limit: Any) -> bool | None:
+    """Whether the server stopped an answer at the token limit: its ``finish_reason`` is
+    ``length``; without one, whether the answer's token count (the server's own) reached the
+    ``limit`` it was asked with. None when neither is known (a count or limit that is not a
+    non-negative integer is not known)."""
+    if finish_reason is not None:
+        return finish_reason == "length"
+    try:
+        tokens, limit = int(tokens), int(limit)
+    except (TypeError, ValueError):
+        return None
+    if tokens < 0 or limit < 1:
+        return None
+    return tokens >= limit

@@ -360,7 +360,9 @@ def repeated_p(
     """
     if p is None:
         return None
-    if not p > 0:
+    if math.isnan(p):  # no evidence either way: never the most significant in Holm's order
+        return 1.0
+    if p <= 0:
         return 0.0
     high = 0.999
     if level_at(high) < p:

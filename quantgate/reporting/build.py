@@ -198,7 +198,7 @@ def rebuild_rows(root: Path, suites: Mapping[str, Suite], baselines_root: Path) 
     :func:`quantgate.decision.decide_suite` per candidate precision), never a snapshot write."""
     import json
 
-    from quantgate.cases import SUITE_TASK, Case
+    from quantgate.cases import SUITE_TASK, Case, has_suite_verdict
     from quantgate.decision import decide_case, decide_suite
     from quantgate.report import ROW_KEYS
     from quantgate.runners.registry import RUN_FILE, run_dir
@@ -212,9 +212,14 @@ def rebuild_rows(root: Path, suites: Mapping[str, Suite], baselines_root: Path) 
                 folder = run_dir(root, name, precision, task)
                 if not (folder / RUN_FILE).exists():
                     continue
-                run = TaskRun.from_json(
-                    (folder / RUN_FILE).read_text(), samples_path=folder / "samples.jsonl"
-                )
+                try:
+                    run = TaskRun.from_json(
+                        _read(folder / RUN_FILE), samples_path=folder / "samples.jsonl"
+                    )
+                except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                    raise ValueError(
+                        f"{folder / RUN_FILE}: not a stored run ({exc!r}); run the case again"
+                    ) from None
                 decision = decide_case(
                     Case(name, task, precision), run, suite, baselines_root=baselines_root
                 )
@@ -222,11 +227,24 @@ def rebuild_rows(root: Path, suites: Mapping[str, Suite], baselines_root: Path) 
                     rows[key].append(record)
                 if decision.verdict is not None:
                     verdicts[task] = decision.verdict
-            if verdicts and len(suite.tasks) >= 2 and precision != suite.reference:
+            if verdicts and has_suite_verdict(suite, precision):
                 verdict = decide_suite(Case(name, SUITE_TASK, precision), suite, verdicts)
                 for key, record in verdict.rows:
                     rows[key].append(record)
             stored = throughput_path(root, name, precision)
             if stored.exists():
-                rows[THROUGHPUT_ROW].append(json.loads(stored.read_text()))
+                try:
+                    record = json.loads(_read(stored))
+                except ValueError as exc:
+                    raise ValueError(f"{stored}: not a stored throughput row ({exc})") from None
+                if not isinstance(record, dict) or not {"suite", "precision"} <= set(record):
+                    raise ValueError(f"{stored}: not a stored throughput row (no suite/precision)")
+                rows[THROUGHPUT_ROW].append(record)
     return rows
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None

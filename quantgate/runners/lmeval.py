@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from quantgate.config import Suite
+from quantgate.hygiene import stopped_at_limit
 from quantgate.jsonl import atomic_write_text
 from quantgate.progress import track
 from quantgate.runners import EndpointSource, answerer_of, live_endpoint
@@ -354,21 +355,16 @@ def read_finish_log(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def hit_token_limit(info: dict[str, Any] | None, gen_kwargs: Any) -> bool | None:
-    """Whether the server stopped the answer at the token limit: its ``finish_reason`` is
-    ``length``; without one, whether its ``completion_tokens`` (the server's own count, with the
-    served model's tokenizer: lm-eval's untokenized chat requests have none) reached the
-    request's ``max_tokens`` / ``max_gen_toks``. None when neither is known."""
+    """Whether the server stopped the answer at the token limit
+    (:func:`quantgate.hygiene.stopped_at_limit`): its ``finish_reason``, else its
+    ``completion_tokens`` (the server's own count, with the served model's tokenizer: lm-eval's
+    untokenized chat requests have none) against the request's ``max_tokens`` /
+    ``max_gen_toks``. None when neither is known."""
     if not info:
         return None
-    reason = info.get("finish_reason")
-    if reason is not None:
-        return reason == "length"
-    tokens = info.get("completion_tokens")
     kwargs = gen_kwargs if isinstance(gen_kwargs, dict) else {}
     limit = kwargs.get("max_tokens", kwargs.get("max_gen_toks"))
-    if tokens is None or limit is None:
-        return None
-    return int(tokens) >= int(limit)
+    return stopped_at_limit(info.get("finish_reason"), info.get("completion_tokens"), limit)
 
 
 class _DocIds(list):

@@ -434,3 +434,14 @@ def test_the_modules_docstring_examples_are_true():
 
     result = doctest.testmod(seq)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_nan_p_value_is_never_the_most_significant():
+    """Review finding: NaN passed ``not p > 0`` and came back 0.0, first in Holm's order."""
+    from quantgate.sequential import repeated_p
+
+    def level_at(a: float) -> float:
+        return a / 10
+
+    assert repeated_p(float("nan"), level_at) == 1.0
+    assert repeated_p(0.0, level_at) == 0.0 and repeated_p(None, level_at) is None

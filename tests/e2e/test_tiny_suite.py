@@ -103,6 +103,8 @@ def test_gate_passes_fp8_nvfp4_and_fails_int4_and_the_broken_int2(workdir):
     # what ran matched the stored baselines: nothing rewritten without --snapshot-update
     assert {p: p.read_bytes() for p in (workdir / "baselines").rglob("*.json")} == before
     assert (workdir / "qg" / "runs" / "tiny" / "fp8" / "arith" / "samples.jsonl").exists()
+    # the report folder the next tests read (they skip only when this test did not run)
+    assert (workdir / "qg" / "reports" / "latest" / "report.json").exists()
 
 
 def test_the_gate_summary_looks_like_a_real_comparison(workdir):
@@ -150,6 +152,7 @@ def test_the_planted_int2_stops_at_the_first_look_and_the_report_follows_its_sch
         total = results[task, "bf16"].n
         first = look_sizes(total, looks)[0]
         assert results[task, "int2"].n == first < total
+        assert (results[task, "int2"].look, results[task, "int2"].total) == (1, total)
         assert results[task, "int2"].verdict == "fail"
         assert all(results[task, p].n <= total for p in ("fp8", "nvfp4", "int4"))
         run = json.loads(

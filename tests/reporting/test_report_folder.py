@@ -285,3 +285,20 @@ def test_a_sequential_run_says_where_it_stopped(tmp_path):
     assert "+0   (n 34/100)" in svg_texts(folder / "flips.svg")
     md = (folder / "report.md").read_text()
     assert "| 34/100 (look 1/3) | fail |" in md and f"| {N} | pass |" in md
+
+
+def test_a_damaged_stored_run_or_throughput_row_is_named_not_a_traceback(tmp_path, capsys):
+    """Review finding: a torn throughput.json (or run.json) crashed `python -m quantgate report`
+    with a raw JSONDecodeError."""
+    suite, root, baselines, rows = session(tmp_path)
+    argv = ["report", str(root), "--suites-dir", str(tmp_path / "suites")]
+    argv += ["--baselines-dir", str(baselines), "--out", str(tmp_path / "rebuilt")]
+    (stored,) = root.glob("runs/s/fp8/throughput/*.json")
+    stored.write_text('{"suite": "s", "prec')
+    assert main(argv) == 2
+    assert f"{stored}: not a stored throughput row" in capsys.readouterr().err
+    stored.unlink()
+    run_json = run_dir(root, "s", "fp8", "alpha") / RUN_FILE
+    run_json.write_bytes(b"\xff\xfe")
+    assert main(argv) == 2
+    assert f"{run_json}: not UTF-8 text" in capsys.readouterr().err

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from quantgate.config import Suite
-from quantgate.hygiene import item_rates
+from quantgate.hygiene import item_rates, stopped_at_limit
 from quantgate.jsonl import atomic_write_text, read_jsonl, write_jsonl
 from quantgate.runners import EndpointSource, answerer_of, live_endpoint
 from quantgate.runners.livebench.answers import (
@@ -313,17 +313,12 @@ def run_livebench(
 
 
 def stopped_by_limit(row: dict) -> bool:
-    """An answer row the server stopped at the token limit: its ``finish_reason`` is ``length``;
-    a row without one (written elsewhere, e.g. by LiveBench itself) when its
-    ``total_output_tokens`` reached the ``max_tokens`` it was asked with."""
-    reason = row.get("finish_reason")
-    if reason is not None:
-        return reason == "length"
-    tokens = row.get("total_output_tokens")
+    """An answer row the server stopped at the token limit
+    (:func:`quantgate.hygiene.stopped_at_limit`): its ``finish_reason``, or for a row without
+    one (written elsewhere, e.g. by LiveBench itself) its ``total_output_tokens`` against the
+    ``max_tokens`` it was asked with."""
     limit = ((row.get("api_info") or {}).get("api_kwargs") or {}).get("max_tokens")
-    if not isinstance(tokens, int) or tokens < 0 or not isinstance(limit, int):
-        return False
-    return tokens >= limit
+    return bool(stopped_at_limit(row.get("finish_reason"), row.get("total_output_tokens"), limit))
 
 
 def _by_task(data: Path, questions: list[dict]) -> dict[Path, list[dict]]:
