@@ -51,11 +51,11 @@ draws, and the share of items the sequential design used (benchmarks/sequential_
 
 **What it buys, and its limits** (benchmarks/sequential_items.py, 4000 runs per cell; the
 table in docs/gating.md section 5b): a collapse (the tiny suite's int2, 65-81 pp down) is
-decided at the first look, on 1/K of the items. A drop of 3x the margin is decided on 51-64 %
-of the items at K = 3-4, a drop of 5x on 34-47 %: the issue's target (a broken checkpoint on
+decided at the first look, on 1/K of the items. A drop of 3x the margin is decided on 52-65 %
+of the items at K = 3-4, a drop of 5x on 34-48 %: the issue's target (a broken checkpoint on
 <= 40 % of the items) is met for a collapse, and for 5x the margin only in some scenarios (the
 tiny arith task at K = 3, a task of 1566 items), never for 3x. O'Brien-Fleming boundaries are
-strict early by design. No drop: 71-92 % of the items; a drop of the margin: 92-97 %. The
+strict early by design. No drop: 71-92 % of the items; a drop of the margin: 93-97 %. The
 stricter last look costs a little power (P(PASS | no drop) 0.568 instead of 0.581 on the
 400-item task at K = 3; 0.74 instead of 0.80 on a 100-item task at margin 6 pp).
 With few discordant items (about 15 in the whole task)
