@@ -61,8 +61,8 @@ stricter last look costs a little power (P(PASS | no drop) 0.568 instead of 0.58
 With few discordant items (about 15 in the whole task)
 the gate's interval is itself liberal at small nominal alphas, and false PASS at a drop of the
 margin can then exceed the fixed design's by a few thousandths (n 150, discordance 0.05, K = 4:
-0.055 vs 0.051 in 20,000 runs); at K = 3 there it does not. The code runners execute every
-program again at each look (execution results are not cached; generations are).
+0.055 vs 0.051 in 20,000 runs); at K = 3 there it does not. The code runners judge only the
+new programs at each look (generations and LiveCodeBench's sandbox verdicts are cached).
 """
 
 from __future__ import annotations

@@ -155,3 +155,63 @@ def test_the_tiny_fixture_is_what_its_generator_writes(tmp_path):
         (tmp_path / name).write_text((REPO / "tests/fixtures/tiny" / name).read_text())
     subprocess.run([sys.executable, str(copy)], check=True)
     assert (tmp_path / "code_lcb.jsonl").read_text() == committed
+
+
+@pytest.mark.slow
+def test_a_rerun_reuses_the_sandbox_verdicts_of_the_same_programs(chat, tmp_path, monkeypatch):
+    """A cached re-run (issue 13, item 6) generates nothing and executes nothing again: a
+    program's verdict on the same tests, limits and isolation is kept beside the generation
+    cache. Timeouts and limits are never kept (they depend on the machine's load)."""
+    from quantgate.sandbox import Sandbox
+
+    suite = _suite(tmp_path)
+    kwargs = {"out_dir": tmp_path / "out", "cache_dir": tmp_path / "cache"}
+    first = lcb.run("lcb", suite, "bf16", chat.endpoint(checkpoint="org/m"), **kwargs)
+    executed: list[str] = []
+    real_run = Sandbox.run
+
+    def counting_run(self, *args, **kw):
+        executed.append("run")
+        return real_run(self, *args, **kw)
+
+    monkeypatch.setattr(Sandbox, "run", counting_run)
+    again = lcb.run("lcb", suite, "bf16", chat.endpoint(checkpoint="org/m"), **kwargs)
+    assert again.scores == first.scores and executed == []
+    samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").open()]
+    assert {(s["item"], s["repeat"], s["status"]) for s in samples} >= {
+        ("lcbfx_sum", 0, "passed"),
+        ("lcbfx_sum", 1, "wrong_answer"),
+        ("lcbfx_even", 1, "runtime_error"),
+    }
+    # another precision's answers are another cache: its programs run
+    lcb.run("lcb", suite, "fp8", chat.endpoint(checkpoint="org/m-fp8"), **kwargs)
+    assert executed
+
+
+def test_timeouts_and_limits_are_judged_again_other_verdicts_are_kept(tmp_path):
+    from quantgate.runners.code.common import JudgedSandbox
+    from quantgate.sandbox import IOTest, Limits, Verdict
+
+    class Box:
+        isolation, limits, calls = "unshare", Limits(), []
+
+        def judge(self, files, argv, tests, *, limits=None):
+            self.calls.append(files["main.py"])
+            return Verdict(files["main.py"], None, "", self.isolation)
+
+    tests = [IOTest("1\n", "1")]
+    path = tmp_path / "verdicts.jsonl"
+    for status in ("passed", "wrong_answer", "runtime_error", "timeout", "limit_exceeded"):
+        first = JudgedSandbox(Box(), path)  # one session each, saved as run_code_task does
+        first.judge({"main.py": status}, ["main.py"], tests)
+        first.save()
+    assert len(path.read_text().splitlines()) == 3
+    box = JudgedSandbox(Box(), path)
+    Box.calls.clear()
+    for status in ("passed", "wrong_answer", "runtime_error", "timeout", "limit_exceeded"):
+        assert box.judge({"main.py": status}, ["main.py"], tests).status == status
+    assert Box.calls == ["timeout", "limit_exceeded"]
+    # other tests, limits or isolation are another key
+    assert box.judge({"main.py": "passed"}, ["main.py"], [IOTest("2\n", "2")]).status == "passed"
+    box.judge({"main.py": "passed"}, ["main.py"], tests, limits=Limits(wall_seconds=1))
+    assert Box.calls[-2:] == ["passed", "passed"]

@@ -15,8 +15,10 @@ Generations go through the shared :class:`~quantgate.serving.client.ChatClient`;
 lives under ``cache_dir/<suite>/<precision>/<task>/`` and is keyed by what answered
 (:meth:`~quantgate.runs.Endpoint.answerer`: engine, version, checkpoint and revision, or an
 external deployment's URL and served model), so a re-run against the same server re-scores
-without generating and nothing is shared across precisions or servers. Execution results are
-never cached: every run executes every program again.
+without generating and nothing is shared across precisions or servers. Sandbox verdicts are
+kept beside it (:class:`JudgedSandbox`, ``verdicts.jsonl``): a program judged before on the same
+files, command, tests, limits and isolation is not executed again, so a cached re-run executes
+nothing; timeouts and exceeded limits, which depend on the machine's load, are never kept.
 
 Items: one per problem (LiveCodeBench; SciCode by default), its score the fraction of repeats
 that pass every test (the unbiased pass@1 estimate c/n).
@@ -24,13 +26,17 @@ that pass every test (the unbiased pass@1 estimate c/n).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from quantgate import config
 from quantgate.config import CodeTask, Suite
+from quantgate.jsonl import write_jsonl
 from quantgate.runners import EndpointSource, answerer_of
 from quantgate.runs import (
     NotRunnable,
@@ -40,7 +46,7 @@ from quantgate.runs import (
     answerer_provenance,
     finish_run,
 )
-from quantgate.sandbox import Limits, Sandbox
+from quantgate.sandbox import IOTest, Limits, Sandbox, Verdict
 from quantgate.serving.client import ChatClient
 
 # (task_name, suite, client, box, limit, items=None) -> (per item: one score per repeat, samples,
@@ -131,6 +137,88 @@ def sandbox_for(code: CodeTask) -> Sandbox:
     )
 
 
+#: Bump when what decides a verdict changes outside its key (the comparators of
+#: quantgate.scoring.lcb, how the sandbox judges): kept verdicts of another version are not used.
+VERDICTS_VERSION = 1
+VERDICTS_FILE = "verdicts.jsonl"
+_KEPT = ("passed", "wrong_answer", "runtime_error")  # what the program decides, not the load
+
+
+class JudgedSandbox:
+    """``box`` whose :meth:`judge` verdicts are kept in ``path`` (JSON lines, written by
+    :meth:`save`): the same program on the same tests, limits and isolation is judged once.
+    Everything else (``run``, ``isolation``, ``limits``) is the box's."""
+
+    def __init__(self, box: Sandbox, path: Path) -> None:
+        self.box, self.path = box, Path(path)
+        self._lock = threading.Lock()
+        self._known: dict[str, dict] = {}
+        self._changed = False
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, ValueError):  # none yet, or unreadable: judge again
+            lines = []
+        for line in lines:
+            try:
+                row = json.loads(line)
+                self._known[row["key"]] = row
+            except (ValueError, TypeError, KeyError):  # a torn line: judged again
+                continue
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.box, name)
+
+    def judge(
+        self,
+        files: dict[str, str | bytes],
+        argv: list[str],
+        tests: list[IOTest],
+        *,
+        limits: Limits | None = None,
+    ) -> Verdict:
+        key = self._key(files, argv, tests, limits or self.box.limits)
+        with self._lock:
+            row = self._known.get(key)
+        if row is not None:
+            return Verdict(row["status"], row["test"], row["detail"], row["isolation"])
+        verdict = self.box.judge(files, argv, tests, limits=limits)
+        if verdict.status in _KEPT:
+            with self._lock:
+                self._known[key] = {
+                    "key": key,
+                    "status": verdict.status,
+                    "test": verdict.test,
+                    "detail": verdict.detail,
+                    "isolation": verdict.isolation,
+                }
+                self._changed = True
+        return verdict
+
+    def save(self) -> None:
+        with self._lock:
+            if self._changed:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                write_jsonl(self.path, self._known.values())
+                self._changed = False
+
+    def _key(self, files, argv, tests, limits: Limits) -> str:
+        digest = hashlib.sha256()
+        head = {
+            "version": VERDICTS_VERSION,
+            "isolation": self.box.isolation,
+            "limits": repr(limits),
+            "argv": list(argv),
+            "tests": [[t.stdin, t.expected] for t in tests],
+        }
+        digest.update(json.dumps(head, sort_keys=True).encode())
+        for name in sorted(files):
+            content = files[name]
+            digest.update(name.encode() + b"\0")
+            digest.update(content if isinstance(content, bytes) else content.encode())
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+
 def run_code_task(
     task_name: str,
     suite: Suite,
@@ -147,11 +235,17 @@ def run_code_task(
     ``endpoint`` (or the callable) is called after the sandbox is set up. The runner's preflight
     comes first (the runner's ``run`` calls it)."""
     task = suite.tasks[task_name]
-    box = sandbox_for(code_settings(suite, task_name))
+    box = JudgedSandbox(
+        sandbox_for(code_settings(suite, task_name)),
+        cache_dir / suite.name / precision / task_name / VERDICTS_FILE,
+    )
     limit = None if items is not None else limit if limit is not None else task.limit
     answerer = answerer_of(endpoint)
     client = chat_client(suite, task_name, precision, endpoint, cache_dir)  # starts on a miss
-    per_item, samples, extra = evaluate(task_name, suite, client, box, limit, items=items)
+    try:
+        per_item, samples, extra = evaluate(task_name, suite, client, box, limit, items=items)
+    finally:  # verdicts judged before a failure or Ctrl-C are kept too
+        box.save()
     if not per_item:
         raise RunError(
             f"{suite.path}: tasks.{task_name}: no problems selected; check the "
