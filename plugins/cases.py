@@ -184,4 +184,10 @@ def xdist_scope(config: pytest.Config):
     from quantgate.cases import case_groups
 
     groups = case_groups(selected_suites(config), config.getoption("--precision"))
-    return lambda nodeid: groups.get(nodeid.rpartition("[")[2].rstrip("]"), nodeid)
+    return lambda nodeid: groups.get(param_id(nodeid), nodeid)
+
+
+def param_id(nodeid: str) -> str:
+    """The parameter id of a test's node id or name (``test_benchmark[tiny-arith-fp8]`` ->
+    ``tiny-arith-fp8``): a case id for the accuracy and throughput cases."""
+    return nodeid.rpartition("[")[2].rstrip("]")

@@ -88,13 +88,14 @@ class GateSession:
             return pending()
 
         try:
+            sequential = self._sequential(case, suite)
             pending = self.servers.pending(suite, case.precision)
             if self.from_cache:
+                whole = sequential is None  # else a look's chunk of the items ran
                 pending = PendingEndpoint(
-                    pending.answerer, lambda: refuse_server(case, suite, self.limit)
+                    pending.answerer, lambda: refuse_server(case, suite, self.limit, whole)
                 )
             source = PendingEndpoint(pending.answerer, lambda: start(pending))
-            sequential = self._sequential(case, suite)
             if sequential is not None:
                 from quantgate.jsonl import atomic_write_text
                 from quantgate.runners.registry import RUN_FILE, run_dir
@@ -174,12 +175,12 @@ class GateSession:
         return str(exc) if isinstance(exc, RunError) else native_traceback(exc)
 
 
-def refuse_server(case, suite, limit=None):
+def refuse_server(case, suite, limit=None, whole_task=True):
     """--from-cache: the case needed its server (quantgate.decision.from_cache_refusal)."""
     from quantgate.decision import from_cache_refusal
     from quantgate.runs import RunError
 
-    raise RunError(from_cache_refusal(case, suite, limit=limit))
+    raise RunError(from_cache_refusal(case, suite, limit=limit, whole_task=whole_task))
 
 
 def native_traceback(exc: BaseException, keep: int = 60) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,18 +96,20 @@ class Summary:
         the JUnit file (the verdict is known only after the precision's task cases)."""
         import xml.etree.ElementTree as ET
 
-        from plugins.cases import selected_suites
-        from quantgate.cases import case_groups
+        from plugins.cases import param_id, selected_suites
+        from quantgate.cases import SUITE_TASK, Case, case_groups
         from quantgate.jsonl import atomic_write_text
 
         if not path.exists():
             return
-        verdicts = {f"{r['suite']}-{r['precision']}": r["outcome"] for r in self.rows[SUITE_ROW]}
+        verdicts = {
+            Case(r["suite"], SUITE_TASK, r["precision"]).group: r["outcome"]
+            for r in self.rows[SUITE_ROW]
+        }
         groups = case_groups(selected_suites(self.config), self.config.getoption("--precision"))
         root = ET.parse(path).getroot()
         for testcase in root.iter("testcase"):
-            found = re.search(r"\[([^\[\]]+)\]$", testcase.get("name", ""))
-            outcome = verdicts.get(groups.get(found.group(1), "")) if found else None
+            outcome = verdicts.get(groups.get(param_id(testcase.get("name", "")), ""))
             if outcome is None:
                 continue
             properties = testcase.find("properties")

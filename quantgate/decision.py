@@ -421,14 +421,14 @@ def throughput_skip(
 
 
 def from_cache_refusal(
-    case: Case, suite: Suite, *, limit: int | None = None, items: int | None = None
+    case: Case, suite: Suite, *, limit: int | None = None, whole_task: bool = True
 ) -> str:
     """``--from-cache``: why a case whose answers are not all cached fails (a RunError's text).
 
     lm-eval keeps finished runs whole (one per task, limit and item selection), so for an
-    lm-eval task the message says how many items that run covers (``items`` asked for, else
-    the limit, else the rows of the task's one local data file); the other runners append how
-    many of their answers are missing."""
+    lm-eval task the message says how many items that run covers (the limit, else the rows of
+    the task's one local data file); ``whole_task=False``: a sequential look's chunk, whose
+    size the message does not claim. The other runners append how many answers are missing."""
     text = (
         f"--from-cache: {case.id} needs its server: answers are missing from the generation "
         "cache (it never ran here, or with another checkpoint build, engine version, task or "
@@ -437,7 +437,9 @@ def from_cache_refusal(
     task = suite.tasks[case.task]
     if task.runner != "lmeval":
         return text
-    n = items if items is not None else _lmeval_items(suite, case.task, limit)
+    if not whole_task:
+        return f"{text} (a look's chunk of its items has no finished lm-eval run in the cache)"
+    n = _lmeval_items(suite, case.task, limit)
     if n is None:
         return f"{text} (none of its items has a finished lm-eval run in the cache)"
     return f"{text} ({n} of {n} items have no finished lm-eval run in the cache)"

@@ -273,15 +273,23 @@ class _Rule:
         return max(mde, self.margin + self.z_beta * se)
 
 
+def effective_repeats(repeats: int, *sides) -> int:
+    """1 when every score on every side is 0 or 1, else ``repeats``: an item whose samples all
+    agreed carries one item's information, and pseudo-items of +-1/repeats (and a variance
+    floor to match) would trust ``repeats`` times the evidence there is (3 down-flips of 50
+    FAILed with ``repeats=16``; exact one-sided p 0.125)."""
+    if repeats == 1:
+        return 1
+    for side in sides:
+        values = np.asarray(side, dtype=float)
+        if np.any((values != 0.0) & (values != 1.0)):
+            return repeats
+    return 1
+
+
 def _agreed(rule: _Rule, *sides: np.ndarray) -> _Rule:
-    """The rule with ``repeats = 1`` when every score on both sides is 0 or 1: each item's
-    samples all agreed, so its ``repeats`` identical samples carry one item's information, and
-    pseudo-items of +-1/repeats (and a variance floor to match) would trust ``repeats`` times
-    the evidence there is (3 down-flips of 50 FAILed with ``repeats=16``; exact one-sided p
-    0.125)."""
-    if rule.repeats == 1 or any(np.any((s != 0.0) & (s != 1.0)) for s in sides):
-        return rule
-    return replace(rule, repeats=1)
+    """The rule at :func:`effective_repeats`."""
+    return replace(rule, repeats=effective_repeats(rule.repeats, *sides))
 
 
 def _paired_verdict(ref: np.ndarray, cand: np.ndarray, rule: _Rule, *, small: bool) -> Verdict:

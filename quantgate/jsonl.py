@@ -84,6 +84,25 @@ def _parse_object(path: str | os.PathLike[str], line_number: int, text: str) -> 
     return obj
 
 
+def read_jsonl_lenient(path: str | os.PathLike[str], key: str) -> dict[Any, dict[str, Any]]:
+    """``row[key] -> row`` for a cache file the project appends to: a missing or unreadable
+    file is empty, and a line that is not a JSON object with ``key`` (a torn last line after a
+    crash) is skipped; a later row of the same key wins. For our own caches only: data files
+    use :func:`read_jsonl`, which names every bad line."""
+    rows: dict[Any, dict[str, Any]] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError):
+        return rows
+    for line in lines:
+        try:
+            row = json.loads(line)
+            rows[row[key]] = row
+        except (ValueError, TypeError, KeyError):
+            continue
+    return rows
+
+
 def require_field(
     path: str | os.PathLike[str],
     line: int,

@@ -382,13 +382,17 @@ def repeated_p(
 
 
 def _effective_repeats(reference: dict, candidate: dict, repeats: int) -> int:
-    """1 when every score on both sides is 0 or 1 (an item's samples all agreed), as the gate
-    has it; else ``repeats``."""
+    """The gate's :func:`~quantgate.gate.effective_repeats` over the candidate's items (the
+    declared ``repeats`` for scores that are not numbers: the gate then says why)."""
+    from quantgate.gate import effective_repeats
+
+    shared = [k for k in candidate if k in reference]
     try:
-        pairs = [(float(candidate[k]), float(reference[k])) for k in candidate if k in reference]
+        return effective_repeats(
+            repeats, [candidate[k] for k in shared], [reference[k] for k in shared]
+        )
     except (TypeError, ValueError):
         return repeats
-    return 1 if all(a in (0.0, 1.0) and b in (0.0, 1.0) for a, b in pairs) else repeats
 
 
 def discordance(reference: dict[str, float], candidate: dict[str, float], repeats: int) -> float:

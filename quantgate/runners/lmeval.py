@@ -41,7 +41,7 @@ from typing import Any
 
 from quantgate.config import Suite
 from quantgate.hygiene import stopped_at_limit
-from quantgate.jsonl import atomic_write_text
+from quantgate.jsonl import atomic_write_text, read_jsonl_lenient
 from quantgate.progress import track
 from quantgate.runners import EndpointSource, answerer_of, live_endpoint
 from quantgate.runs import RunError, TaskRun, finish_run
@@ -342,16 +342,7 @@ def read_finish_log(path: Path) -> dict[str, dict[str, Any]]:
     ``path`` (the last line of a prompt wins; a torn last line is skipped). Answers lm-eval's
     request cache held before the log existed are absent: for them only an unclosed think
     block marks a truncation."""
-    finish: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return finish
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-            finish[row["prompt_hash"]] = row
-        except (ValueError, KeyError, TypeError):
-            continue
-    return finish
+    return read_jsonl_lenient(path, "prompt_hash")
 
 
 def hit_token_limit(info: dict[str, Any] | None, gen_kwargs: Any) -> bool | None:

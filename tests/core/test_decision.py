@@ -431,3 +431,7 @@ def test_from_cache_refusal_says_how_many_lmeval_items_it_lacks(tmp_path):
     assert from_cache_refusal(case, make_suite()).endswith(
         "(none of its items has a finished lm-eval run in the cache)"
     )
+    # a sequential look runs a chunk of the items: no count of the whole task is claimed
+    assert from_cache_refusal(case, suite, whole_task=False).endswith(
+        "(a look's chunk of its items has no finished lm-eval run in the cache)"
+    )

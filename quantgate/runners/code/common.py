@@ -36,7 +36,7 @@ from typing import Any
 
 from quantgate import config
 from quantgate.config import CodeTask, Suite
-from quantgate.jsonl import write_jsonl
+from quantgate.jsonl import read_jsonl_lenient, write_jsonl
 from quantgate.runners import EndpointSource, answerer_of
 from quantgate.runs import (
     NotRunnable,
@@ -152,18 +152,8 @@ class JudgedSandbox:
     def __init__(self, box: Sandbox, path: Path) -> None:
         self.box, self.path = box, Path(path)
         self._lock = threading.Lock()
-        self._known: dict[str, dict] = {}
+        self._known = read_jsonl_lenient(self.path, "key")  # what is unreadable is judged again
         self._changed = False
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except (OSError, ValueError):  # none yet, or unreadable: judge again
-            lines = []
-        for line in lines:
-            try:
-                row = json.loads(line)
-                self._known[row["key"]] = row
-            except (ValueError, TypeError, KeyError):  # a torn line: judged again
-                continue
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.box, name)
