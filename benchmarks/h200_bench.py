@@ -12,9 +12,13 @@ Plans (each fits one 10-minute call: <= 3 server starts of ~100-110 s):
 - ``precision``: ``VLLM_BATCH_INVARIANT=1`` on BF16 (its cost, and whether two runs become
   identical); ``--quantization fp8`` (online, per-tensor) with its noise floor; the tiny model
   (real trained weights) noise floor at 64 and 256.
-- ``settings``: prefix caching off (unique and shared-prefix prompts); FlashAttention (FA3)
-  instead of TRITON_ATTN; the ``stable`` profile (enforce_eager, max_num_seqs 8, no custom
-  all-reduce: the suite's old settings) at 8. Direct client.
+- ``settings``: the suite's defaults and the same server with prefix caching off, each on unique
+  and on shared-prefix (5-shot-like) prompts at 256 concurrent; the noise floor at 256 (prefix
+  caching off: batching alone). One call, so the comparison needs no other session's numbers.
+- ``harness-256``: FlashAttention 3 instead of TRITON_ATTN (prefix caching off, compared with
+  ``settings``' server of the same kind on the same prompts), then the three clients at 256
+  concurrent with 800-token prompts (256 sequences within the KV cache). The ``stable`` profile
+  is the eager / 8-sequence row measured on 2026-12-01 (docs/performance.md, section 1).
 - ``fp8-block``: the block-FP8 config (the suite's fp8 checkpoint format, Qwen3-32B-FP8's
   quantization_config) at 64 and 256, where a call has room.
 
@@ -129,15 +133,18 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
             extra_args=("--no-enable-prefix-caching",),
         ),
     ),
-    # the suite's concurrency for 6 of its 9 tasks: the three clients and the noise floor at 256
-    # concurrent, with 800-token prompts so that 256 sequences fit the KV cache (no preemption)
+    # FA3 against TRITON_ATTN (the settings plan's no-prefix-caching server, same prompts), then
+    # the suite's concurrency for 6 of its 9 tasks: the three clients at 256 concurrent, with
+    # 800-token prompts so that 256 sequences fit the KV cache (no preemption); prefix caching
+    # off, or a later client would reuse the prefill of an earlier one's identical prompts
     "harness-256": (
         ServerSpec(
-            "suite defaults, no prefix caching, 256 concurrent",
+            "FLASH_ATTN (FA3), no prefix caching",
             (
+                _t(256, 256, 50),
                 _t(256, 256, 110, clients=ALL, prompt_tokens=800),
-                _n(256, 256, 80, prompt_tokens=800),
             ),
+            vllm={"attention_backend": "FLASH_ATTN"},
             extra_args=("--no-enable-prefix-caching",),
         ),
     ),
@@ -164,18 +171,22 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
             start_estimate_s=70.0,
         ),
     ),
+    # one call: prefix caching on (the suite) and off, on unique and on 5-shot-like prompts; the
+    # noise floor at the suite's 256 concurrent with batching the only difference between runs
     "settings": (
         ServerSpec(
-            "no prefix caching",
+            "suite defaults",
             (_t(256, 256, 50), _t(256, 256, 45, workload="fewshot")),
-            extra_args=("--no-enable-prefix-caching",),
         ),
         ServerSpec(
-            "FLASH_ATTN (FA3)",
-            (_t(256, 256, 50),),
-            vllm={"attention_backend": "FLASH_ATTN"},
+            "no prefix caching",
+            (
+                _t(256, 256, 50),
+                _t(256, 256, 50, workload="fewshot"),
+                _n(256, 256, 80, prompt_tokens=800),
+            ),
+            extra_args=("--no-enable-prefix-caching",),
         ),
-        ServerSpec("stable profile", (_t(8, 24, 35),), profile="stable"),
     ),
     # not in a call of its own: block FP8 at 256 was measured on 2026-12-01 (541 tok/s)
     "fp8-block": (
