@@ -171,6 +171,44 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
             start_estimate_s=70.0,
         ),
     ),
+    # the tiny model alone (fits any GPU): its noise floor at 64 and 256 concurrent
+    "tiny-noise": (
+        ServerSpec(
+            "tiny bf16, suite defaults",
+            (
+                _n(64, 128, 10, prompt_tokens=200, max_tokens=64),
+                _n(256, 256, 15, prompt_tokens=200, max_tokens=64),
+            ),
+            model="tiny-bf16",
+            vllm={"max_model_len": 512, "gpu_memory_utilization": 0.3},
+            dummy=False,
+            start_estimate_s=70.0,
+        ),
+    ),
+    # batch-invariant mode on the tiny model: does it make two runs identical, at what cost
+    "tiny-invariant": (
+        ServerSpec(
+            "tiny bf16, VLLM_BATCH_INVARIANT=1",
+            (
+                _t(256, 256, 15, prompt_tokens=200, max_tokens=64),
+                _n(64, 128, 10, prompt_tokens=200, max_tokens=64),
+                _n(256, 256, 15, prompt_tokens=200, max_tokens=64),
+            ),
+            model="tiny-bf16",
+            vllm={"max_model_len": 512, "gpu_memory_utilization": 0.3},
+            env={"VLLM_BATCH_INVARIANT": "1"},
+            dummy=False,
+            start_estimate_s=70.0,
+        ),
+        ServerSpec(
+            "tiny bf16, suite defaults",
+            (_t(256, 256, 15, prompt_tokens=200, max_tokens=64),),
+            model="tiny-bf16",
+            vllm={"max_model_len": 512, "gpu_memory_utilization": 0.3},
+            dummy=False,
+            start_estimate_s=70.0,
+        ),
+    ),
     # one call: prefix caching on (the suite) and off, on unique and on 5-shot-like prompts; the
     # noise floor at the suite's 256 concurrent with batching the only difference between runs
     "settings": (
@@ -186,6 +224,15 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
                 _n(256, 256, 80, prompt_tokens=800),
             ),
             extra_args=("--no-enable-prefix-caching",),
+        ),
+    ),
+    # the settings plan's last measurement alone, where a call has room for one server
+    "noise-256": (
+        ServerSpec(
+            "no prefix caching",
+            (_n(256, 256, 80, prompt_tokens=800),),
+            extra_args=("--no-enable-prefix-caching",),
+            start_estimate_s=60.0,
         ),
     ),
     # not in a call of its own: block FP8 at 256 was measured on 2026-12-01 (541 tok/s)

@@ -86,7 +86,7 @@ def test_collect_only_lists_every_task_and_precision(tmp_path):
     assert collected_ids(proc.stdout) == EXPECTED
 
 
-@pytest.mark.parametrize("profile", ["tp2", "stable"])
+@pytest.mark.parametrize("profile", ["tp2", "stable", "deterministic"])
 def test_the_profiles_collect_the_same_cases(tmp_path, profile):
     proc, _ = pytest_in_repo(tmp_path, "--profile", profile, "--collect-only", "-q")
     assert proc.returncode == 0, proc.stdout + proc.stderr

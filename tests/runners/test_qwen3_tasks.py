@@ -94,7 +94,7 @@ def test_the_suite_names_our_tasks_and_the_shipped_group():
     assert ours <= our_task_names()
 
 
-def test_the_suite_settings_and_the_tp2_and_stable_profiles():
+def test_the_suite_settings_and_its_profiles():
     suite = load_suite(SUITE)
     assert suite.name == "qwen3-32b" and suite.reference == "bf16"
     assert {p: (v.checkpoint, v.requires) for p, v in suite.precisions.items()} == {
@@ -153,6 +153,10 @@ def test_the_suite_settings_and_the_tp2_and_stable_profiles():
     )
     assert stable.tasks == suite.tasks and stable.generation == suite.generation
     assert all(stable.task_config_hash(t) == suite.task_config_hash(t) for t in suite.tasks)
+    deterministic = load_suite(SUITE, "deterministic")  # batch-invariant mode, server side only
+    assert deterministic.engine.env == {**suite.engine.env, "VLLM_BATCH_INVARIANT": "1"}
+    assert deterministic.engine.vllm == vllm and deterministic.tasks == suite.tasks
+    assert all(deterministic.task_config_hash(t) == suite.task_config_hash(t) for t in suite.tasks)
 
 
 def test_the_livebench_task():

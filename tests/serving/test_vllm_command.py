@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 QWEN3 = REPO / "tests" / "accuracy" / "suites" / "qwen3-32b.yaml"
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 NO_VLLM = "vllm is not installed (GPU boxes: pip install -e '.[gpu]')"
-PROFILES = [None, "tp2", "stable"]
+PROFILES = [None, "tp2", "stable", "deterministic"]
 
 
 def _bench():
@@ -98,6 +98,17 @@ def test_the_defaults_run_cuda_graphs_and_the_stable_profile_does_not(qwen3_plan
     for other in (argv, stable):
         assert _flag(other, "--max-model-len") == "36864"
         assert _flag(other, "--attention-backend") == "TRITON_ATTN"
+
+
+def test_the_deterministic_profile_runs_vllm_batch_invariant_and_changes_nothing_else(qwen3_plan):
+    default, deterministic = qwen3_plan("bf16"), qwen3_plan("bf16", profile="deterministic")
+    assert "VLLM_BATCH_INVARIANT" not in default.env
+    assert deterministic.env["VLLM_BATCH_INVARIANT"] == "1"
+    ignore_port = [a for a in default.argv if a != str(default.port)]
+    assert [a for a in deterministic.argv if a != str(deterministic.port)] == ignore_port
+    assert {k: v for k, v in deterministic.env.items() if k != "VLLM_BATCH_INVARIANT"} == {
+        k: v for k, v in default.env.items()
+    }
 
 
 @pytest.mark.parametrize("plan_name,index", BENCH_SPECS)
