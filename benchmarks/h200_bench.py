@@ -4,7 +4,7 @@ call (benchmarks/h200_run.sh runs it).
 
     python3 benchmarks/h200_bench.py --plan harness --models .device-kit/models --out $OUT
 
-Plans (each fits one 10-minute call: <= 3 server starts of ~100-110 s):
+Plans (each fits one 10-minute call: <= 3 server starts of ~50-110 s):
 
 - ``harness``: the suite's new defaults, BF16: direct vs ChatClient vs lm-eval at concurrency 8 /
   64 / 256 (1600-token prompts, 128 output tokens, ignore_eos), the noise floor at 64, the
@@ -21,6 +21,10 @@ Plans (each fits one 10-minute call: <= 3 server starts of ~100-110 s):
   is the eager / 8-sequence row measured on 2026-12-01 (docs/performance.md, section 1).
 - ``fp8-block``: the block-FP8 config (the suite's fp8 checkpoint format, Qwen3-32B-FP8's
   quantization_config) at 64 and 256, where a call has room.
+- ``noise-256``: ``settings``' noise floor alone, where a call has room for one server.
+- ``tiny-noise`` / ``tiny-invariant``: the tiny model (real trained weights, fits any GPU) at
+  the suite's settings: its noise floor at 64 and 256, then the same with
+  ``VLLM_BATCH_INVARIANT=1`` and the mode's throughput against the default mode.
 
 Every server is the command quantgate itself would start for the suite's bf16 precision
 (:func:`quantgate.serving.engines.plan_server`), with the model folder replaced by a dummy one

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # One device call on the lent H200: activate the vLLM kit, then run one throughput plan of
-# benchmarks/h200_bench.py (harness | harness-fair | harness-256 | precision | settings |
-# fp8-block) within the call's 10 minutes.
+# benchmarks/h200_bench.py (its docstring lists them: harness-256, precision, settings, ...)
+# within the call's 10 minutes; any Hopper GPU runs them (the 32B plans just fit an H100).
 #
 #   bash benchmarks/h200_run.sh harness            # from the repo root, on the GPU machine
-#   PARSER_CHECK=1 bash benchmarks/h200_run.sh settings   # first vLLM's parser on the commands
+#   PARSER_CHECK=1 bash benchmarks/h200_run.sh harness-256   # first vLLM's parser on the commands
 #
 # Needs (carried in the call, see docs/performance.md): .device-kit/vllm-env.sh, the kit's last
 # part and MANIFEST.sha256 (the first part stashed by an earlier call of this warm machine), and
 # .device-kit/models/ (python benchmarks/make_dummy_models.py). Writes to $OUT: <plan>.json,
 # <plan>.md, <plan>-servers.txt, <plan>-log.txt (and parser-check.txt with PARSER_CHECK=1).
 set -uo pipefail
-plan=${1:?usage: bash benchmarks/h200_run.sh harness|harness-fair|harness-256|precision|settings|fp8-block}
+plan=${1:?usage: bash benchmarks/h200_run.sh PLAN (see benchmarks/h200_bench.py --help)}
 limit=${CALL_LIMIT_S:-600}  # the device call's limit; the plan gets what is left, minus a margin
 out=${OUT:-/tmp/qg-bench-out}
 mkdir -p "$out"
