@@ -37,6 +37,7 @@ class BaselineCheck:
             limit=self.session.limit,
             accept_drift=config.getoption("--accept-drift"),
             strict_identity=config.getoption("--strict-identity"),
+            cached=case.task in self.session.cached_tasks.get(case.group, ()),
         )
         self.request.node.user_properties.extend(row_properties(decision.rows))
         self.request.node.user_properties.extend(junit_properties(decision))

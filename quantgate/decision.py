@@ -97,8 +97,13 @@ def decide_case(
     limit: int | None = None,
     accept_drift: bool = False,
     strict_identity: bool = False,
+    cached: bool = False,
 ) -> CaseDecision:
-    """Decide one case from its run and the baseline files under ``baselines_root``."""
+    """Decide one case from its run and the baseline files under ``baselines_root``.
+
+    ``cached``: every answer of the run came from the generation cache (no server was asked).
+    The reference's own-history row then compares that cache with the baseline, not a new run
+    with the old one, and says so; the verdicts are unchanged."""
     task = suite.tasks[case.task]
     mine = identity(suite, case.task, case.precision)
     new = Baseline.from_run(
@@ -135,7 +140,10 @@ def decide_case(
             # a sequential run that stopped early: its items are a prefix of the task's
             drift = drift_verdict(*_common_items(own, new)) if partial else drift_verdict(own, new)
             if drift is not None and is_reference:
-                decision.rows.append((VERDICT_ROW, verdict_record(case.id, "own history", drift)))
+                record = verdict_record(case.id, "own history", drift)
+                if cached:
+                    record["cached"] = True
+                decision.rows.append((VERDICT_ROW, record))
             if drift is None or drift.outcome == "fail":
                 decision.problems.append(
                     f"{case.id} drifted from its own baseline {own_path}: "

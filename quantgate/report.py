@@ -182,6 +182,9 @@ def verdict_record(case_id: str, against: str, verdict: Any, *, run: Any = None)
         "fail_rule": getattr(verdict, "fail_rule", "default"),
         "p_noninferiority": getattr(verdict, "p_noninferiority", None),
         "p_drop": getattr(verdict, "p_drop", None),
+        # a sequential look: the p-values above are its repeated ones; these the look's own
+        "look_p_noninferiority": (getattr(verdict, "look_p", None) or (None, None))[0],
+        "look_p_drop": (getattr(verdict, "look_p", None) or (None, None))[1],
         "verdict": verdict.outcome,
         "required_n": verdict.required_n,  # the planning n (no true difference)
         "required_n_observed": getattr(verdict, "required_n_observed", None),
@@ -220,6 +223,7 @@ def summary_table(records: Sequence[dict]) -> str:
             else (f"t={r['threshold']}" if r.get("threshold") is not None else "-")
         )
         notes = ["strict"] if r.get("fail_rule") == "strict" else []
+        notes += ["cached: no new run"] if r.get("cached") else []
         notes += [f"n≈{r['required_n']}"] if r.get("required_n") else []
         verdict = r["verdict"] + (f" ({', '.join(notes)})" if notes else "")
         rows.append(

@@ -59,6 +59,16 @@ class TaskResult(_Model):
     mde: float | None = None
     verdict: str
     required_n: int | None = None
+    # the gate's one-sided p-values: non-inferiority at the margin (small: PASS) and a drop
+    # (small: FAIL); for a sequential run its repeated p-values, valid at the design's alpha
+    p_noninferiority: float | None = None
+    p_drop: float | None = None
+    # a sequential run: the look's own p-values, at the look's nominal alphas
+    look_p_noninferiority: float | None = None
+    look_p_drop: float | None = None
+    # the reference's own history compared answers from the generation cache with its
+    # baseline, not a new run with the old one
+    cached: bool = False
     # a sequential run (quantgate.sequential): the look it stopped at, of ``looks``; ``n`` is the
     # items it generated, ``total`` the task's
     look: int | None = None

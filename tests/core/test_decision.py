@@ -435,3 +435,32 @@ def test_from_cache_refusal_says_how_many_lmeval_items_it_lacks(tmp_path):
     assert from_cache_refusal(case, suite, whole_task=False).endswith(
         "(a look's chunk of its items has no finished lm-eval run in the cache)"
     )
+
+
+def test_an_own_history_check_from_cached_answers_says_so(tmp_path):
+    """A reference whose every answer came from the generation cache compares that cache with
+    its baseline, not a new run with the old one: the row says so (the verdict stands)."""
+    from quantgate.report import summary_table
+
+    suite = make_suite()
+    store(tmp_path, suite, "bf16", REF)
+    case = Case("s", "t", "bf16")
+    fresh = decide_case(case, run_of("bf16", REF), suite, baselines_root=tmp_path)
+    cached = decide_case(case, run_of("bf16", REF), suite, baselines_root=tmp_path, cached=True)
+    assert rows(fresh) == rows(cached) == [("own history", "pass")]
+    (fresh_row,) = [r for k, r in fresh.rows if k == VERDICT_ROW]
+    (cached_row,) = [r for k, r in cached.rows if k == VERDICT_ROW]
+    assert not fresh_row.get("cached") and cached_row["cached"] is True
+    assert "cached" not in summary_table([fresh_row])
+    assert "pass (cached: no new run)" in summary_table([cached_row])
+    assert cached.outcome == fresh.outcome == "ok" and cached.store == fresh.store
+
+
+def test_a_candidate_from_cached_answers_is_gated_as_usual(tmp_path):
+    suite = make_suite()
+    store(tmp_path, suite, "bf16", REF)
+    decision = decide_case(
+        Case("s", "t", "fp8"), run_of("fp8", REF), suite, baselines_root=tmp_path, cached=True
+    )
+    (row,) = [r for k, r in decision.rows if k == VERDICT_ROW]
+    assert (row["vs"], row["verdict"]) == ("bf16", "pass") and not row.get("cached")

@@ -252,6 +252,8 @@ def test_a_broken_candidate_is_decided_at_the_first_look_and_the_verdict_says_so
         150,
     )
     assert "50/150 (look 1/3)" in summary_table([row])
+    # the look's own p-value beside the repeated one (valid at the design's overall alpha)
+    assert 0 <= row["look_p_drop"] <= row["p_drop"] < 0.05
     assert not decision.store  # a partial run is never a baseline
     json.dumps(decision.rows)
 

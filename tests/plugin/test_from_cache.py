@@ -75,8 +75,11 @@ def test_a_cached_rerun_starts_no_server_and_from_cache_requires_it(
             "demo-lcb-bf16: 2/2 items, *tok/s, * items/s, done in *",
         ]
     )
-    run().assert_outcomes(passed=3)  # own history, all from the caches
+    again = run()  # own history, all from the caches: the rows say no new run was compared
+    again.assert_outcomes(passed=3)
     assert starts() == 1
+    for task in ("arith", "livebench", "lcb"):
+        again.stdout.re_match_lines([rf"demo-{task}-bf16 +own history .* \(cached: no new run"])
     run("--from-cache").assert_outcomes(passed=3)
     assert starts() == 1
 

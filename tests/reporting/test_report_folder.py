@@ -308,3 +308,32 @@ def test_a_damaged_stored_run_or_throughput_row_is_named_not_a_traceback(tmp_pat
     run_json.write_bytes(b"\xff\xfe")
     assert main(argv) == 2
     assert f"{run_json}: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_report_json_carries_the_p_values_and_whether_own_history_was_a_new_run(tmp_path):
+    """Each gated task: the gate's p-values (for a sequential look, as its row carries them,
+    the repeated ones and the look's own); the reference's own-history row says when it
+    compared cached answers rather than a new run."""
+    suite, root, baselines, rows = session(tmp_path)
+    cached = decide_case(
+        Case("s", "alpha", "bf16"),
+        TaskRun("alpha", "bf16", dict(REF)),
+        suite,
+        baselines_root=baselines,
+        cached=True,
+    )
+    rows[VERDICT_ROW] = [r for r in rows[VERDICT_ROW] if r["case"] != "s-alpha-bf16"]
+    rows[VERDICT_ROW] += [r for k, r in cached.rows if k == VERDICT_ROW]
+    (looked,) = [r for r in rows[VERDICT_ROW] if r["case"] == "s-beta-int2"]
+    looked.update(look=1, looks=3, total=N, look_p_noninferiority=0.9, look_p_drop=1e-9)
+    report = build_report(
+        rows, {"s": suite}, quantgate_dir=root, baselines_dir=baselines, created=NOW
+    )
+    folder = write_report(report, report_folder(root, now=NOW), ["json"])
+    by = {(t.task, t.precision): t for t in load_report(folder).tasks}
+    assert by["alpha", "bf16"].cached is True and by["beta", "bf16"].cached is False
+    fp8, int2 = by["alpha", "fp8"], by["alpha", "int2"]
+    assert 0 <= fp8.p_noninferiority < 0.05 < fp8.p_drop <= 1  # passes: non-inferior, no drop
+    assert int2.p_drop < 0.05 and int2.verdict == "fail"
+    assert (fp8.look_p_noninferiority, fp8.look_p_drop) == (None, None)  # a fixed design
+    assert (by["beta", "int2"].look_p_noninferiority, by["beta", "int2"].look_p_drop) == (0.9, 1e-9)
