@@ -59,8 +59,10 @@ class TaskResult(_Model):
     mde: float | None = None
     verdict: str
     required_n: int | None = None
-    # the gate's one-sided p-values: non-inferiority at the margin (small: PASS) and a drop
-    # (small: FAIL); for a sequential run its repeated p-values, valid at the design's alpha
+    # the gate's one-sided p-values (quantgate.gate.Verdict): of "the true difference is <=
+    # -margin" (small: non-inferior, PASS) and of the FAIL rule's significance test ("true
+    # difference >= 0", ">= -margin" under fail: strict; FAIL also needs the point estimate
+    # beyond the margin); for a sequential run its repeated p-values, valid at the design's alpha
     p_noninferiority: float | None = None
     p_drop: float | None = None
     # a sequential run: the look's own p-values, at the look's nominal alphas
