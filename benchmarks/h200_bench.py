@@ -108,6 +108,27 @@ def _n(c, n, s, **kw) -> Bench:
     return Bench("noise", c, n, estimate_s=s, **kw)
 
 
+def _tiny(label: str, benches: tuple[Bench, ...], **kw) -> ServerSpec:
+    """The tiny model (real trained weights, any GPU) under the suite's settings, its real
+    weights loaded (no dummy), in a 512-token context."""
+    return ServerSpec(
+        label,
+        benches,
+        model="tiny-bf16",
+        vllm={"max_model_len": 512, "gpu_memory_utilization": 0.3},
+        dummy=False,
+        start_estimate_s=70.0,
+        **kw,
+    )
+
+
+def _tiny_noise() -> tuple[Bench, ...]:
+    return (
+        _n(64, 128, 10, prompt_tokens=200, max_tokens=64),
+        _n(256, 256, 15, prompt_tokens=200, max_tokens=64),
+    )
+
+
 # Estimates: BF16 defaults ~2.3 req/s at 8, ~5.1 at 64, ~5.3 at 256 (1600/128); eager + 8 seqs
 # 0.85 req/s; x3 where all three clients run. Each plan fits ~540 s; the last server of a plan is
 # the one to lose when starts are slow (the budget skips it and says so).
@@ -163,55 +184,18 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
             (_t(256, 256, 40), _n(64, 128, 40)),
             quantization="fp8",
         ),
-        ServerSpec(
-            "tiny bf16, suite defaults",
-            (
-                _n(64, 128, 10, prompt_tokens=200, max_tokens=64),
-                _n(256, 256, 15, prompt_tokens=200, max_tokens=64),
-            ),
-            model="tiny-bf16",
-            vllm={"max_model_len": 512, "gpu_memory_utilization": 0.3},
-            dummy=False,
-            start_estimate_s=70.0,
-        ),
+        _tiny("tiny bf16, suite defaults", _tiny_noise()),
     ),
     # the tiny model alone (fits any GPU): its noise floor at 64 and 256 concurrent
-    "tiny-noise": (
-        ServerSpec(
-            "tiny bf16, suite defaults",
-            (
-                _n(64, 128, 10, prompt_tokens=200, max_tokens=64),
-                _n(256, 256, 15, prompt_tokens=200, max_tokens=64),
-            ),
-            model="tiny-bf16",
-            vllm={"max_model_len": 512, "gpu_memory_utilization": 0.3},
-            dummy=False,
-            start_estimate_s=70.0,
-        ),
-    ),
+    "tiny-noise": (_tiny("tiny bf16, suite defaults", _tiny_noise()),),
     # batch-invariant mode on the tiny model: does it make two runs identical, at what cost
     "tiny-invariant": (
-        ServerSpec(
+        _tiny(
             "tiny bf16, VLLM_BATCH_INVARIANT=1",
-            (
-                _t(256, 256, 15, prompt_tokens=200, max_tokens=64),
-                _n(64, 128, 10, prompt_tokens=200, max_tokens=64),
-                _n(256, 256, 15, prompt_tokens=200, max_tokens=64),
-            ),
-            model="tiny-bf16",
-            vllm={"max_model_len": 512, "gpu_memory_utilization": 0.3},
+            (_t(256, 256, 15, prompt_tokens=200, max_tokens=64), *_tiny_noise()),
             env={"VLLM_BATCH_INVARIANT": "1"},
-            dummy=False,
-            start_estimate_s=70.0,
         ),
-        ServerSpec(
-            "tiny bf16, suite defaults",
-            (_t(256, 256, 15, prompt_tokens=200, max_tokens=64),),
-            model="tiny-bf16",
-            vllm={"max_model_len": 512, "gpu_memory_utilization": 0.3},
-            dummy=False,
-            start_estimate_s=70.0,
-        ),
+        _tiny("tiny bf16, suite defaults", (_t(256, 256, 15, prompt_tokens=200, max_tokens=64),)),
     ),
     # one call: prefix caching on (the suite) and off, on unique and on 5-shot-like prompts; the
     # noise floor at the suite's 256 concurrent with batching the only difference between runs
