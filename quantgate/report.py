@@ -162,6 +162,7 @@ def verdict_record(case_id: str, against: str, verdict: Any, *, run: Any = None)
             "cand": run.mean if run else None,
             "verdict": f"baseline {against}",
         }
+    look_p = getattr(verdict, "look_p", None) or (None, None)
     return {
         "case": case_id,
         "vs": against,
@@ -183,8 +184,8 @@ def verdict_record(case_id: str, against: str, verdict: Any, *, run: Any = None)
         "p_noninferiority": getattr(verdict, "p_noninferiority", None),
         "p_drop": getattr(verdict, "p_drop", None),
         # a sequential look: the p-values above are its repeated ones; these the look's own
-        "look_p_noninferiority": (getattr(verdict, "look_p", None) or (None, None))[0],
-        "look_p_drop": (getattr(verdict, "look_p", None) or (None, None))[1],
+        "look_p_noninferiority": look_p[0],
+        "look_p_drop": look_p[1],
         "verdict": verdict.outcome,
         "required_n": verdict.required_n,  # the planning n (no true difference)
         "required_n_observed": getattr(verdict, "required_n_observed", None),
@@ -195,14 +196,25 @@ def _signed_pp(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:+.1f} pp"
 
 
-def _n_cell(r: dict) -> Any:
+def n_cell(n: int | None, total: int | None = None, look: int | None = None, looks=None) -> Any:
     """The n column: the items compared; for a sequential run (quantgate.sequential) also of
     how many, and at which look it stopped: ``38/150 (look 1/4)``."""
-    if r.get("n") is None:
+    if n is None:
         return "-"
-    if r.get("look") is None:
-        return r["n"]
-    return f"{r['n']}/{r['total']} (look {r['look']}/{r['looks']})"
+    if look is None or total is None:
+        return n
+    return f"{n}/{total} (look {look}/{looks})"
+
+
+def verdict_cell(
+    verdict: str, *, required_n: int | None = None, strict: bool = False, cached: bool = False
+) -> str:
+    """The verdict column with its notes: "strict" under the strict FAIL rule, "cached: no new
+    run" for an own-history check of cached answers, the planning n when inconclusive."""
+    notes = ["strict"] if strict else []
+    notes += ["cached: no new run"] if cached else []
+    notes += [f"n≈{required_n}"] if required_n else []
+    return verdict + (f" ({', '.join(notes)})" if notes else "")
 
 
 def summary_table(records: Sequence[dict]) -> str:
@@ -222,15 +234,17 @@ def summary_table(records: Sequence[dict]) -> str:
             if r.get("margin") is not None
             else (f"t={r['threshold']}" if r.get("threshold") is not None else "-")
         )
-        notes = ["strict"] if r.get("fail_rule") == "strict" else []
-        notes += ["cached: no new run"] if r.get("cached") else []
-        notes += [f"n≈{r['required_n']}"] if r.get("required_n") else []
-        verdict = r["verdict"] + (f" ({', '.join(notes)})" if notes else "")
+        verdict = verdict_cell(
+            r["verdict"],
+            required_n=r.get("required_n"),
+            strict=r.get("fail_rule") == "strict",
+            cached=bool(r.get("cached")),
+        )
         rows.append(
             [
                 r["case"],
                 r["vs"],
-                _n_cell(r),
+                n_cell(r.get("n"), r.get("total"), r.get("look"), r.get("looks")),
                 percent(r.get("ref")),
                 percent(r.get("cand")),
                 _signed_pp(r.get("diff")),

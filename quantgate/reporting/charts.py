@@ -59,7 +59,7 @@ def _figure(panels: dict[str, list[TaskResult]], width: float = 8.0):
     from matplotlib.figure import Figure
 
     with matplotlib.rc_context(RC):
-        rows = [max(1, len(results)) for results in panels.values()] or [1]
+        rows = [len(results) for results in panels.values()] or [1]
         heights = [0.32 * n + 0.45 for n in rows]
         fig = Figure(figsize=(width, sum(heights) + 1.1), dpi=100, layout="constrained")
         axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False, height_ratios=rows)[:, 0]
@@ -74,7 +74,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _empty(fig, ax, text: str) -> None:
+def _empty(ax, text: str) -> None:
     ax.set_axis_off()
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
 
@@ -94,113 +94,121 @@ def _pct(x: float) -> float:
     return 100.0 * x
 
 
-def relative_svg(report: Report, path: Path) -> Path:
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
+def _task_chart(report: Report, path: Path, draw) -> Path:
+    """One panel per gated task, drawn by ``draw(fig, axes, panels, reference)`` (or a note
+    where nothing was gated), saved to ``path``."""
     panels = _gated(report)
-    reference = _reference_name(report)
     with _figure(panels) as (fig, axes):
-        if not panels:
-            _empty(fig, axes[0], "no candidate was gated against its reference")
-            return _save(fig, path)
-        right = 105.0
-        for ax, (task, results) in zip(axes, panels.items()):
-            ys = _rows(ax, results, task)
-            for y, t in zip(ys, results):
-                color = VERDICT_COLORS.get(t.verdict, OTHER_COLOR)
-                base = t.reference_score
-                if not base:  # the reference scored 0: nothing to be relative to
-                    ax.annotate("–", (1.01, y), xycoords=("axes fraction", "data"), va="center")
-                    continue
-                value = _pct(t.relative if t.relative is not None else t.score / base)
-                low = _pct((base + (t.ci_low if t.ci_low is not None else t.diff)) / base)
-                high = _pct((base + (t.ci_high if t.ci_high is not None else t.diff)) / base)
-                ax.barh(y, value, height=0.62, color=color)
-                if value < 1:  # a bar too short to see: a mark at its value
-                    ax.plot(value, y, marker="D", markersize=5, color=color, clip_on=False)
-                ax.errorbar(
-                    value,
-                    y,
-                    xerr=[[max(0.0, value - low)], [max(0.0, high - value)]],
-                    fmt="none",
-                    ecolor="black",
-                    elinewidth=1.1,
-                    capsize=3,
-                )
-                if t.margin is not None:
-                    mark = _pct((base - t.margin) / base)
-                    ax.vlines(mark, y - 0.42, y + 0.42, colors=MARGIN_COLOR, linestyles="--")
-                right = max(right, high + 3)
-                ax.annotate(
-                    f"{value:5.1f} %  {_pct(t.diff):+5.1f} pp  {t.verdict.upper():<4}  {_items(t)}",
-                    (1.01, y),
-                    xycoords=("axes fraction", "data"),
-                    va="center",
-                    family="monospace",
-                    color=VERDICT_COLORS.get(t.verdict, "black"),
-                    fontweight="bold" if t.verdict == "fail" else "normal",
-                )
-            ax.axvline(100, color="black", linewidth=0.9, linestyle=":")
-        axes[0].set_xlim(0, right)
-        axes[-1].set_xlabel(f"score relative to {reference} (%)")
-        shown = {t.verdict for results in panels.values() for t in results}
-        handles = [Patch(color=c, label=v) for v, c in VERDICT_COLORS.items() if v in shown]
-        handles += [
-            Line2D([], [], color="black", linestyle=":", label=f"{reference} = 100 %"),
-            Line2D([], [], color="black", marker="|", markersize=8, label="paired interval"),
-            Line2D([], [], color=MARGIN_COLOR, linestyle="--", label="−margin"),
-        ]
-        fig.legend(handles=handles, loc="outside lower center", ncols=6, frameon=False)
-        fig.suptitle(
-            f"Each task's score relative to {reference} (= 100 %) on the items each precision "
-            "was gated on;\na PASS keeps the whole interval right of the −margin mark",
-            fontsize=9,
-        )
+        if panels:
+            draw(fig, axes, panels, _reference_name(report))
+        else:
+            _empty(axes[0], "no candidate was gated against its reference")
         return _save(fig, path)
+
+
+def relative_svg(report: Report, path: Path) -> Path:
+    """Each candidate's score relative to the reference, with its interval and the margin."""
+    return _task_chart(report, path, _draw_relative)
 
 
 def flips_svg(report: Report, path: Path) -> Path:
+    """Each candidate's flips against the reference: lost to the left, gained to the right."""
+    return _task_chart(report, path, _draw_flips)
+
+
+def _draw_relative(fig, axes, panels: dict[str, list[TaskResult]], reference: str) -> None:
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    panels = _gated(report)
-    reference = _reference_name(report)
-    with _figure(panels) as (fig, axes):
-        if not panels:
-            _empty(fig, axes[0], "no candidate was gated against its reference")
-            return _save(fig, path)
-        most_lost, most_gained = 1, 1
-        for ax, (task, results) in zip(axes, panels.items()):
-            ys = _rows(ax, results, task)
-            for y, t in zip(ys, results):
-                down, up = t.flips_down or 0, t.flips_up or 0
-                most_lost, most_gained = max(most_lost, down), max(most_gained, up)
-                ax.barh(y, -down, height=0.62, color=LOST)
-                ax.barh(y, up, height=0.62, color=GAINED)
-                for x, text, side, offset in (
-                    (-down, f"−{down}" if down else "0", "right", -3),
-                    (up, f"+{up}   ({_items(t)})", "left", 3),
-                ):
-                    ax.annotate(
-                        text,
-                        (x, y),
-                        textcoords="offset points",
-                        xytext=(offset, 0),
-                        ha=side,
-                        va="center",
-                        fontsize=8,
-                    )
-            ax.axvline(0, color="black", linewidth=0.8)
-        left = most_lost * 1.3 + 2  # room for the counts at the bars' ends
-        axes[0].set_xlim(-left, max(most_gained * 1.3 + 2, 0.25 * left))
-        axes[-1].set_xlabel(f"items against {reference}: lost (left) and gained (right)")
-        handles = [
-            Patch(color=LOST, label=f"lost: right for {reference}, wrong here"),
-            Patch(color=GAINED, label=f"gained: wrong for {reference}, right here"),
-        ]
-        fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
-        fig.suptitle(f"Flips per task and precision against {reference}", fontsize=9)
-        return _save(fig, path)
+    right = 105.0
+    for ax, (task, results) in zip(axes, panels.items()):
+        ys = _rows(ax, results, task)
+        for y, t in zip(ys, results):
+            color = VERDICT_COLORS.get(t.verdict, OTHER_COLOR)
+            base = t.reference_score
+            if not base:  # the reference scored 0: nothing to be relative to
+                ax.annotate("–", (1.01, y), xycoords=("axes fraction", "data"), va="center")
+                continue
+            value = _pct(t.relative if t.relative is not None else t.score / base)
+            low = _pct((base + (t.ci_low if t.ci_low is not None else t.diff)) / base)
+            high = _pct((base + (t.ci_high if t.ci_high is not None else t.diff)) / base)
+            ax.barh(y, value, height=0.62, color=color)
+            if value < 1:  # a bar too short to see: a mark at its value
+                ax.plot(value, y, marker="D", markersize=5, color=color, clip_on=False)
+            ax.errorbar(
+                value,
+                y,
+                xerr=[[max(0.0, value - low)], [max(0.0, high - value)]],
+                fmt="none",
+                ecolor="black",
+                elinewidth=1.1,
+                capsize=3,
+            )
+            if t.margin is not None:
+                mark = _pct((base - t.margin) / base)
+                ax.vlines(mark, y - 0.42, y + 0.42, colors=MARGIN_COLOR, linestyles="--")
+            right = max(right, high + 3)
+            ax.annotate(
+                f"{value:5.1f} %  {_pct(t.diff):+5.1f} pp  {t.verdict.upper():<4}  {_items(t)}",
+                (1.01, y),
+                xycoords=("axes fraction", "data"),
+                va="center",
+                family="monospace",
+                color=VERDICT_COLORS.get(t.verdict, "black"),
+                fontweight="bold" if t.verdict == "fail" else "normal",
+            )
+        ax.axvline(100, color="black", linewidth=0.9, linestyle=":")
+    axes[0].set_xlim(0, right)
+    axes[-1].set_xlabel(f"score relative to {reference} (%)")
+    shown = {t.verdict for results in panels.values() for t in results}
+    handles = [Patch(color=c, label=v) for v, c in VERDICT_COLORS.items() if v in shown]
+    handles += [
+        Line2D([], [], color="black", linestyle=":", label=f"{reference} = 100 %"),
+        Line2D([], [], color="black", marker="|", markersize=8, label="paired interval"),
+        Line2D([], [], color=MARGIN_COLOR, linestyle="--", label="−margin"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=6, frameon=False)
+    fig.suptitle(
+        f"Each task's score relative to {reference} (= 100 %) on the items each precision "
+        "was gated on;\na PASS keeps the whole interval right of the −margin mark",
+        fontsize=9,
+    )
+
+
+def _draw_flips(fig, axes, panels: dict[str, list[TaskResult]], reference: str) -> None:
+    from matplotlib.patches import Patch
+
+    most_lost, most_gained = 1, 1
+    for ax, (task, results) in zip(axes, panels.items()):
+        ys = _rows(ax, results, task)
+        for y, t in zip(ys, results):
+            down, up = t.flips_down or 0, t.flips_up or 0
+            most_lost, most_gained = max(most_lost, down), max(most_gained, up)
+            ax.barh(y, -down, height=0.62, color=LOST)
+            ax.barh(y, up, height=0.62, color=GAINED)
+            for x, text, side, offset in (
+                (-down, f"−{down}" if down else "0", "right", -3),
+                (up, f"+{up}   ({_items(t)})", "left", 3),
+            ):
+                ax.annotate(
+                    text,
+                    (x, y),
+                    textcoords="offset points",
+                    xytext=(offset, 0),
+                    ha=side,
+                    va="center",
+                    fontsize=8,
+                )
+        ax.axvline(0, color="black", linewidth=0.8)
+    left = most_lost * 1.3 + 2  # room for the counts at the bars' ends
+    axes[0].set_xlim(-left, max(most_gained * 1.3 + 2, 0.25 * left))
+    axes[-1].set_xlabel(f"items against {reference}: lost (left) and gained (right)")
+    handles = [
+        Patch(color=LOST, label=f"lost: right for {reference}, wrong here"),
+        Patch(color=GAINED, label=f"gained: wrong for {reference}, right here"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    fig.suptitle(f"Flips per task and precision against {reference}", fontsize=9)
 
 
 def livebench_relative_svg(rows, reference: str, path: Path) -> Path:

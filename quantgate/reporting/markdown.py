@@ -7,15 +7,6 @@ from collections.abc import Sequence
 from quantgate.reporting.schema import Report, TaskResult
 
 
-def _n(t: TaskResult) -> str:
-    """``n``, and where a sequential run stopped: "50/150 (look 1/3)"."""
-    if t.n is None:
-        return "–"
-    if t.look is None or t.total is None:
-        return str(t.n)
-    return f"{t.n}/{t.total} (look {t.look}/{t.looks})"
-
-
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x * 100:.1f} %"
 
@@ -37,7 +28,13 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def render_markdown(report: Report, *, images: bool = True) -> str:
-    from quantgate.report import hygiene_table, livebench_table, throughput_report
+    from quantgate.report import (
+        hygiene_table,
+        livebench_table,
+        n_cell,
+        throughput_report,
+        verdict_cell,
+    )
 
     names = ", ".join(s.name for s in report.suites) or "no suite"
     out = [f"# quantgate report: {names}", "", f"Created {report.created} (UTC)."]
@@ -101,8 +98,8 @@ def render_markdown(report: Report, *, images: bool = True) -> str:
                             _interval(t),
                             "–" if t.margin is None else f"{t.margin * 100:g} pp",
                             "–" if t.flips_down is None else f"{t.flips_down}/{t.flips_up}",
-                            _n(t),
-                            _verdict(t),
+                            n_cell(t.n, t.total, t.look, t.looks),
+                            verdict_cell(t.verdict, required_n=t.required_n, cached=t.cached),
                         ]
                         for t in tasks
                         if t.task == name
@@ -134,9 +131,3 @@ def render_markdown(report: Report, *, images: bool = True) -> str:
     out.append(f"- baselines: `{art.baselines}`")
     out.append("- this report's data: `report.json` (docs/report-schema.md)")
     return "\n".join(out) + "\n"
-
-
-def _verdict(t: TaskResult) -> str:
-    if t.verdict == "inconclusive" and t.required_n:
-        return f"inconclusive (n≈{t.required_n})"
-    return t.verdict

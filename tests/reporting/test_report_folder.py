@@ -253,8 +253,17 @@ def test_the_readme_example_is_its_committed_report_rendered(tmp_path):
 
     example = REPO / "docs" / "example"
     render = runpy.run_path(str(REPO / "scripts" / "render_example.py"))["render"]
-    render(example, tmp_path)
-    assert (tmp_path / "report.json").read_bytes() == (example / "report.json").read_bytes()
+    committed_json = (example / "report.json").read_text()
+    assert '"/' not in committed_json  # names no one's machine: every path relative
+    # a report as a session in this checkout writes it (absolute paths) renders to the example
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "report.json").write_text(
+        committed_json.replace('": ".quantgate/', f'": "{REPO}/.quantgate/')
+    )
+    assert f'"{REPO}/.quantgate/runs/' in (source / "report.json").read_text()
+    render(source, tmp_path)
+    assert (tmp_path / "report.json").read_text() == committed_json
     import matplotlib
 
     for name in ("relative.svg", "flips.svg"):
@@ -329,9 +338,11 @@ def test_report_json_carries_the_p_values_and_whether_own_history_was_a_new_run(
     report = build_report(
         rows, {"s": suite}, quantgate_dir=root, baselines_dir=baselines, created=NOW
     )
-    folder = write_report(report, report_folder(root, now=NOW), ["json"])
+    folder = write_report(report, report_folder(root, now=NOW), ["json", "md"])
     by = {(t.task, t.precision): t for t in load_report(folder).tasks}
     assert by["alpha", "bf16"].cached is True and by["beta", "bf16"].cached is False
+    md = (folder / "report.md").read_text()  # report.md's verdict reads as the terminal's
+    assert md.count("| pass (cached: no new run) |") == 1
     fp8, int2 = by["alpha", "fp8"], by["alpha", "int2"]
     assert 0 <= fp8.p_noninferiority < 0.05 < fp8.p_drop <= 1  # passes: non-inferior, no drop
     assert int2.p_drop < 0.05 and int2.verdict == "fail"
