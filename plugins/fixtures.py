@@ -198,10 +198,11 @@ def native_traceback(exc: BaseException, keep: int = 60) -> str:
 def gate_session(config: pytest.Config) -> GateSession:
     if SESSION_KEY not in config.stash:
         from plugins.summary import SESSION_LOGS
+        from quantgate.serving.engines import server_log_name
 
         session = config.stash[SESSION_KEY] = GateSession(config)
         config.stash[SESSION_LOGS] = lambda: sorted(
-            session.root.glob(f"runs/*/*/server-{session.servers.session}.log")
+            session.root.glob(f"runs/*/*/{server_log_name(session.servers.session)}")
         )
     return config.stash[SESSION_KEY]
 

@@ -37,7 +37,7 @@ class Summary:
         if report.when == "call":
             for key, value in report.user_properties:
                 if key in self.rows:
-                    self.rows[key].append(json.loads(value) if isinstance(value, str) else value)
+                    self.rows[key].append(json.loads(value))  # row_properties' JSON text
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node, error) -> None:

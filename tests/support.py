@@ -166,6 +166,18 @@ def test_benchmark(accuracy_case, evaluate, baseline):
 """
 """A demo project's gate test file, as tests/accuracy/test_benchmarks.py."""
 
+THROUGHPUT_TEST = """
+import pytest
+pytestmark = [pytest.mark.accuracy, pytest.mark.benchmark]
+
+def test_throughput(throughput_case, throughput, benchmark):
+    bench = throughput(throughput_case)
+    benchmark.group = f"throughput {throughput_case.suite}"
+    benchmark.pedantic(bench.round, rounds=bench.rounds, iterations=1)
+    bench.finish(benchmark)
+"""
+"""A demo project's throughput test file, as tests/accuracy/test_throughput.py."""
+
 DEMO_INI = """
 [pytest]
 addopts = -m "not accuracy" -p no:cacheprovider

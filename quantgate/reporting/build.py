@@ -188,12 +188,13 @@ def store_throughput(root: Path, record: dict) -> Path:
 def latest_server_logs(root: Path, suites: Mapping[str, Suite]) -> list[Path]:
     """Per (suite, precision) folder under ``root/runs``, its newest server log (the names
     begin with the session's UTC start time)."""
+    from quantgate.serving.engines import server_log_name
+
     logs = []
     for name in sorted(suites):
         for folder in sorted((Path(root) / "runs" / name).glob("*/")):
-            found = sorted(folder.glob("server-*.log"))
-            logs += found[-1:]
-    return sorted(logs)
+            logs += sorted(folder.glob(server_log_name("*")))[-1:]
+    return logs
 
 
 def rebuild_rows(root: Path, suites: Mapping[str, Suite], baselines_root: Path) -> dict:

@@ -110,6 +110,12 @@ def resolve_checkpoint(suite: Suite, precision: str, cache_dir: Path) -> str:
     return str(local) if checkpoint.startswith(".") and local.exists() else checkpoint
 
 
+def server_log_name(session: str) -> str:
+    """A server log's file name in ``<runs>/<suite>/<precision>/``: the session's id (UTC start
+    time first, so names sort by time), or ``*`` to glob every session's."""
+    return f"server-{session}.log"
+
+
 def plan_server(
     suite: Suite,
     precision: str,
@@ -180,7 +186,7 @@ def plan_server(
         argv=argv,
         env=env,
         port=port,
-        log_path=log_dir / f"server-{session or session_id()}.log",
+        log_path=log_dir / server_log_name(session or session_id()),
         startup_timeout=eng.startup_timeout,
         shutdown_timeout=eng.shutdown_timeout,
         served_model=served,

@@ -51,5 +51,5 @@ done
 [ ${#others[@]} -gt 0 ] && { run "${others[@]}" || status=1; }
 python3 scripts/device/engines_side_by_side.py --kernels "$qg/runs/tiny" | tee -a "$out/kernels.txt"
 tar -czf "$out/tiny-$name.tar.gz" -C / "${qg#/}/reports" "${baselines#/}" \
-  $(cd / && ls -d tmp/qg/runs/tiny/*/server-*.log 2>/dev/null)
+  $(cd / && ls -d "${qg#/}"/runs/tiny/*/server-*.log 2>/dev/null)
 exit "$status"

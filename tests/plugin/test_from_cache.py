@@ -11,12 +11,12 @@ from __future__ import annotations
 import pytest
 
 from tests.plugin.test_server_faults import CONFTEST
-from tests.support import GATE_TEST, LIVEBENCH_FIXTURES, REPO
+from tests.support import GATE_TEST, LIVEBENCH_FIXTURES, REPO, THROUGHPUT_TEST
 
 pytestmark = pytest.mark.slow
 
 FIXTURES = REPO / "tests" / "fixtures"
-SUITE = f"""
+DEMO = f"""
 model: demo
 reference: bf16
 precisions:
@@ -28,7 +28,8 @@ tasks:
     metric: "integer_match,none"
     data_files: {{test: {FIXTURES / "tiny" / "arith.jsonl"}}}
     limit: 4
-  livebench:
+"""
+SUITE = f"""{DEMO}  livebench:
     runner: livebench
     release: 2024-11-25
     questions_dir: {LIVEBENCH_FIXTURES / "tiny"}
@@ -41,14 +42,10 @@ tasks:
 """
 
 
-def test_a_cached_rerun_starts_no_server_and_from_cache_requires_it(
-    gate_project, pytester, monkeypatch
-):
-    suites = gate_project(CONFTEST)
-    (suites / "demo.yaml").write_text(SUITE)
-    monkeypatch.setenv("FAKE_MODE", "healthy")
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    qg, baselines = pytester.path / "qg", pytester.path / "baselines"
+def demo_session(pytester, suites, *always):
+    """``run(*args, root=)``: a pytest session of the demo suite's accuracy cases in a
+    subprocess; ``starts(root=)``: how many servers its conftest has started under ``root``."""
+    qg = pytester.path / "qg"
 
     def run(*args, root=qg):
         return pytester.runpytest_subprocess(
@@ -56,13 +53,26 @@ def test_a_cached_rerun_starts_no_server_and_from_cache_requires_it(
             "accuracy",
             f"--suites-dir={suites}",
             f"--quantgate-dir={root}",
-            f"--baselines-dir={baselines}",
+            f"--baselines-dir={pytester.path / 'baselines'}",
+            *always,
             *args,
         )
 
     def starts(root=qg) -> int:
         folder = root / "runs" / "starts"
         return len(list(folder.iterdir())) if folder.exists() else 0
+
+    return run, starts
+
+
+def test_a_cached_rerun_starts_no_server_and_from_cache_requires_it(
+    gate_project, pytester, monkeypatch
+):
+    suites = gate_project(CONFTEST)
+    (suites / "demo.yaml").write_text(SUITE)
+    monkeypatch.setenv("FAKE_MODE", "healthy")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    run, starts = demo_session(pytester, suites)
 
     first = run("--snapshot-update")
     first.assert_outcomes(passed=3)
@@ -98,29 +108,7 @@ def test_a_cached_rerun_starts_no_server_and_from_cache_requires_it(
     assert "(2 of 2 requests are not in the cache)" in out  # the code client
 
 
-THROUGHPUT_TEST = """
-import pytest
-pytestmark = [pytest.mark.accuracy, pytest.mark.benchmark]
-
-def test_throughput(throughput_case, throughput, benchmark):
-    bench = throughput(throughput_case)
-    benchmark.pedantic(bench.round, rounds=bench.rounds, iterations=1)
-    bench.finish(benchmark)
-"""
-THROUGHPUT_SUITE = f"""
-model: demo
-reference: bf16
-precisions:
-  bf16: {{checkpoint: org/demo}}
-generation: {{temperature: 0.0, max_gen_toks: 8, seed: 3}}
-tasks:
-  arith:
-    lmeval_task: tiny_arith
-    metric: "integer_match,none"
-    data_files: {{test: {FIXTURES / "tiny" / "arith.jsonl"}}}
-    limit: 4
-throughput: {{requests: 4, max_tokens: 4, concurrency: 2}}
-"""
+THROUGHPUT_SUITE = DEMO + "throughput: {requests: 4, max_tokens: 4, concurrency: 2}\n"
 
 
 def test_a_cached_rerun_skips_throughput_instead_of_starting_a_server(
@@ -134,21 +122,7 @@ def test_a_cached_rerun_skips_throughput_instead_of_starting_a_server(
     (suites / "demo.yaml").write_text(THROUGHPUT_SUITE)
     monkeypatch.setenv("FAKE_MODE", "healthy")
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-    qg = pytester.path / "qg"
-
-    def run(*args):
-        return pytester.runpytest_subprocess(
-            "-m",
-            "accuracy",
-            f"--suites-dir={suites}",
-            f"--quantgate-dir={qg}",
-            f"--baselines-dir={pytester.path / 'baselines'}",
-            "-rs",
-            *args,
-        )
-
-    def starts() -> int:
-        return len(list((qg / "runs" / "starts").iterdir()))
+    run, starts = demo_session(pytester, suites, "-rs")
 
     run("--snapshot-update").assert_outcomes(passed=2)  # generates, then measures
     assert starts() == 1

@@ -15,7 +15,7 @@ import pytest
 # preloaded with those of tests/plugin/conftest.py: the demo projects import it
 import quantgate.serving.throughput  # noqa: F401
 from quantgate.serving.servers import Server, free_port
-from tests.support import DEMO_SUITE, GATE_TEST
+from tests.support import DEMO_SUITE, GATE_TEST, THROUGHPUT_TEST
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = REPO / "tests" / "fixtures" / "fake_server.py"
@@ -64,16 +64,7 @@ def evaluate(quantgate_session):
 TESTS = {
     "test_demo_gate": GATE_TEST,
     # collected first (file order): the plugin must still run it after its group's task cases
-    "test_demo_a_throughput": """
-import pytest
-pytestmark = [pytest.mark.accuracy, pytest.mark.benchmark]
-
-def test_throughput(throughput_case, throughput, benchmark):
-    bench = throughput(throughput_case)
-    benchmark.group = f"throughput {throughput_case.suite}"
-    benchmark.pedantic(bench.round, rounds=bench.rounds, iterations=1)
-    bench.finish(benchmark)
-""",
+    "test_demo_a_throughput": THROUGHPUT_TEST,
 }
 
 SCORES = {
