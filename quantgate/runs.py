@@ -162,6 +162,17 @@ class TaskRun:
             hygiene={k: dict(v) for k, v in (data.get("hygiene") or {}).items()},
         )
 
+    @classmethod
+    def load(cls, path: Path, *, samples_path: Path | None = None) -> TaskRun:
+        """A stored ``run.json``; ValueError naming the file when it is not one (not UTF-8, not
+        JSON, fields missing or of the wrong kind)."""
+        try:
+            return cls.from_json(path.read_text(encoding="utf-8"), samples_path=samples_path)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}: not a stored run ({exc!r}); run the case again") from None
+
 
 class NotRunnable(RuntimeError):
     """The case cannot run on this machine (a package or a data file is missing); the message

@@ -218,13 +218,7 @@ def rebuild_rows(root: Path, suites: Mapping[str, Suite], baselines_root: Path) 
                 folder = run_dir(root, name, precision, task)
                 if not (folder / RUN_FILE).exists():
                     continue
-                text = _read(folder / RUN_FILE)
-                try:
-                    run = TaskRun.from_json(text, samples_path=folder / "samples.jsonl")
-                except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                    raise ValueError(
-                        f"{folder / RUN_FILE}: not a stored run ({exc!r}); run the case again"
-                    ) from None
+                run = TaskRun.load(folder / RUN_FILE, samples_path=folder / "samples.jsonl")
                 decision = decide_case(
                     Case(name, task, precision), run, suite, baselines_root=baselines_root
                 )
