@@ -23,31 +23,55 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from quantgate.gate import required_n  # noqa: E402
 from quantgate.sequential import simulate  # noqa: E402
+from quantgate.suites import load_suite  # noqa: E402
 
-# name -> (n, margin, discordance, the tiny int2's measured drop or None): the tiny suite's
-# arith and words (tests/accuracy/suites/tiny.yaml: their margins and planning discordances), a
-# mid-size task, and a task planned for 80 % power at no drop (required_n at 2 pp, rho 0.1)
-SCENARIOS = {
-    "tiny arith (n 150, margin 8 pp, rho 0.08)": (150, 0.08, 0.08, 0.653),
-    "tiny words (n 100, margin 8 pp, rho 0.05)": (100, 0.08, 0.05, 0.81),
-    "mid (n 400, margin 3 pp, rho 0.10)": (400, 0.03, 0.10, None),
-}
+TINY = REPO / "tests" / "accuracy" / "suites" / "tiny.yaml"
+# the tiny suite's tasks simulated: task -> (planning discordance, the int2's measured drop), the
+# two numbers its file only states in comments (n and the margin are read from the suite)
+TINY_TASKS = {"arith": (0.08, 0.653), "words": (0.05, 0.81)}
 TARGET = 0.40  # issue 12 item 7: a broken checkpoint decided on <= 40 % of the items
 
 
-def drops(margin: float, int2: float | None) -> list[tuple[str, float]]:
-    """The scenario's drops: none, the margin, 3x and 5x the margin, the tiny int2's."""
-    rows = [("none", 0.0), ("margin", margin), ("3x margin", 3 * margin), ("5x margin", 5 * margin)]
-    return rows + ([(f"int2 {int2:.0%}", int2)] if int2 is not None else [])
+def tiny_scenarios(path: Path = TINY) -> dict[str, tuple[int, float, float, float]]:
+    """The tiny suite's arith and words as scenarios: n (the rows of the task's test data
+    file) and the margin from the suite, the planning discordance and int2's drop from
+    :data:`TINY_TASKS`."""
+    suite = load_suite(path)
+    scenarios = {}
+    for task, (rho, int2) in TINY_TASKS.items():
+        data = suite.resolve_path(suite.tasks[task].data_files["test"])
+        n = sum(1 for line in data.read_text(encoding="utf-8").splitlines() if line.strip())
+        margin = suite.tasks[task].gate.margin
+        name = f"tiny {task} (n {n}, margin {margin * 100:g} pp, rho {rho:.2f})"
+        scenarios[name] = (n, margin, rho, int2)
+    return scenarios
 
 
-def broken(label: str) -> bool:
-    """A broken scenario: a drop of 3x the margin or more (the rows the target is about)."""
-    return label not in ("none", "margin")
+# name -> (n, margin, discordance, the tiny int2's measured drop or None): the tiny suite's
+# arith and words, a mid-size task, and (main, unless --no-planned) a task planned for 80 %
+# power at no drop (required_n at 2 pp, rho 0.1)
+SCENARIOS = {
+    **tiny_scenarios(),
+    "mid (n 400, margin 3 pp, rho 0.10)": (400, 0.03, 0.10, None),
+}
+
+
+def drops(margin: float, int2: float | None) -> list[tuple[str, float, bool]]:
+    """The scenario's drops: none, the margin, 3x and 5x the margin, the tiny int2's; each with
+    whether it is broken (3x the margin or more: the rows the target is about)."""
+    named = [
+        ("none", 0.0),
+        ("margin", margin),
+        ("3x margin", 3 * margin),
+        ("5x margin", 5 * margin),
+    ]
+    named += [(f"int2 {int2:.0%}", int2)] if int2 is not None else []
+    return [(label, drop, drop >= 3 * margin) for label, drop in named]
 
 
 def planned() -> tuple[int, float, float, None]:
@@ -58,11 +82,11 @@ def rows(
     scenarios: dict[str, tuple], looks: list[int], *, runs: int, seed: int, alpha: float
 ) -> Iterator[dict]:
     """One row per scenario, K and drop: the share of items the sequential design used, its and
-    the fixed design's P(pass) and P(fail), and, for a broken scenario, whether the share meets
-    the <= 40 % target (None for the others)."""
+    the fixed design's P(pass) and P(fail), whether the drop is broken (:func:`drops`) and, for a
+    broken one, whether the share meets the <= 40 % target (None for the others)."""
     for name, (n, margin, rho, int2) in scenarios.items():
         for k in looks:
-            for label, drop in drops(margin, int2):
+            for label, drop, broken in drops(margin, int2):
                 sim = simulate(
                     n=n,
                     margin=margin,
@@ -77,10 +101,11 @@ def rows(
                     "scenario": name,
                     "looks": k,
                     "drop": label,
+                    "broken": broken,
                     "share": sim.share_used,
                     "pass": (sim.rate("sequential", "pass"), sim.rate("fixed", "pass")),
                     "fail": (sim.rate("sequential", "fail"), sim.rate("fixed", "fail")),
-                    "target": sim.share_used <= TARGET if broken(label) else None,
+                    "target": sim.share_used <= TARGET if broken else None,
                 }
 
 
@@ -94,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scenarios = dict(SCENARIOS)
     if not args.no_planned:
-        n = planned()[0]
-        scenarios[f"planned (n {n}, margin 2 pp, rho 0.10: 80 % power)"] = planned()
+        plan = planned()
+        scenarios[f"planned (n {plan[0]}, margin 2 pp, rho 0.10: 80 % power)"] = plan
     looks = [int(k) for k in args.looks.split(",")]
     header = (
         f"{'scenario':<52} {'K':>2}  {'drop':>9}  {'share':>6}  {'P(pass) seq/fixed':>17}"

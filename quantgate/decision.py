@@ -247,15 +247,21 @@ def _gate(
     alphas of the look it stopped at, on the reference's same items (quantgate.sequential)."""
     reference = suite.reference
     ref_path = baseline_path(root, case.suite, case.task, reference)
-    livebench = _livebench(decision, case, run, reference, ref_path)
+    refresh = refresh_command(case.suite, reference)
+    try:
+        stored = load_baseline(ref_path)
+    except BaselineError as exc:  # a file we cannot read: the exact command
+        _livebench(decision, case, run, reference)  # its row all the same, without the reference's
+        decision.problems.append(f"{exc}:\n    {refresh}")
+        return
+    livebench = _livebench(decision, case, run, reference, stored)
     look = sequential_look(run)
     where = {
         "identity": identity(suite, case.task, reference),
         "where": str(ref_path),
-        "refresh": refresh_command(case.suite, reference),
+        "refresh": refresh,
     }
-    try:
-        stored = load_baseline(ref_path)
+    try:  # gate_against (and look_verdict) raise BaselineError for a missing or stale reference
         if look is not None and stored is not None:
             verdict, _ = look_verdict(
                 stored,
@@ -270,16 +276,13 @@ def _gate(
             verdict = gate_against(
                 stored, run, suite.tasks[case.task].gate, subset_ok=limit is not None, **where
             )
-    except BaselineError as exc:
-        message = str(exc)
-        if where["refresh"] not in message:  # a file we cannot read: the exact command
-            message = f"{message}:\n    {where['refresh']}"
-        decision.problems.append(message)
+    except BaselineError as exc:  # its message ends with the command that fixes it
+        decision.problems.append(str(exc))
         return
     except GateError as exc:  # e.g. other items than the reference's
         decision.problems.append(
             f"{case.id} cannot be gated against {ref_path}: {exc}; if the task changed, "
-            f"refresh the reference with:\n    {refresh_command(case.suite, reference)}"
+            f"refresh the reference with:\n    {refresh}"
         )
         return
     _hygiene(decision, case, run, suite, stored, reference)
@@ -333,20 +336,15 @@ def _livebench(
     case: Case,
     run: TaskRun,
     reference: str | None = None,
-    ref_path: Path | None = None,
+    stored: Baseline | None = None,
 ) -> str | None:
     """LiveBench cases: official and per-question numbers (and the reference's, from its
-    baseline) for the summary; returns the table for a failure message."""
+    ``stored`` baseline when there is one) for the summary; returns the table for a failure
+    message."""
     stats = run.provenance.get("livebench")
     if not stats:
         return None
-    ref_stats: dict[str, Any] | None = None
-    if ref_path is not None:
-        try:
-            stored = load_baseline(ref_path)
-        except BaselineError:
-            stored = None
-        ref_stats = stored.provenance.get("livebench") if stored else None
+    ref_stats = stored.provenance.get("livebench") if stored is not None else None
     record = livebench_record(case.id, stats, reference, ref_stats)
     decision.rows.append((LIVEBENCH_ROW, record))
     return livebench_table([record])

@@ -71,7 +71,7 @@ import functools
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -316,10 +316,10 @@ class Design:
             if fail_rule == "strict"
             else fail_level(alpha, margin, discordance, self.total, repeats)
         )
-        return min(
-            nominal_alphas(self.fractions, level)[look - 1],
-            nominal_alphas(self.fractions, alpha)[look - 1],
-        )
+        # never above the PASS side's nominal alpha, without a min with it: fail_level is at most
+        # ``alpha``, and a look's nominal alpha does not decrease with the level spent
+        # (tests/core/test_sequential.py::test_the_fail_side_is_never_above_the_pass_side)
+        return nominal_alphas(self.fractions, level)[look - 1]
 
     def chunk(self, look: int) -> list[str]:
         """The items run by look ``look`` (1-based), earlier looks' included."""
@@ -400,10 +400,9 @@ def discordance(reference: dict[str, float], candidate: dict[str, float], repeat
     interval has it (with its two pseudo-items, one discordant sample each way, and centred:
     the run's own drop does not inflate it, so a run far below the reference does not make its
     FAIL boundary laxer); never 0, and 1 when the scores are unusable (the gate then says
-    why). Scores that are all 0 or 1 count one sample per item whatever ``repeats`` says, as
-    the gate does."""
+    why). ``repeats``: the samples per item the gate counts, i.e. :func:`_effective_repeats`
+    (scores that are all 0 or 1 count one sample per item whatever the run declares)."""
     try:
-        repeats = _effective_repeats(reference, candidate, repeats)
         d = [float(candidate[k]) - float(reference[k]) for k in candidate if k in reference]
         return binary_discordance(0, 0, 0, repeats) if not d else _variance(d, repeats)
     except (TypeError, ValueError):
@@ -556,8 +555,6 @@ def look_verdict(reference, run, gate, design: Design, look: int, **where: Any):
     The verdict's ``p_noninferiority`` and ``p_drop`` are the look's repeated p-values
     (:func:`repeated_p`: against the PASS side's boundaries and the FAIL side's), valid at the
     design's overall alpha; the look's own p-values stay in ``Verdict.look_p``."""
-    from dataclasses import replace
-
     from quantgate.baselines import gate_against
 
     repeats = _effective_repeats(
