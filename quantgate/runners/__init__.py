@@ -23,9 +23,15 @@ Errors: :class:`~quantgate.runs.NotRunnable` (the case skips) and
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from quantgate.runs import Endpoint, PendingEndpoint
+
+if TYPE_CHECKING:
+    from quantgate.config import Suite
 
 EndpointSource = Endpoint | Callable[[], Endpoint]
 
@@ -41,3 +47,17 @@ def answerer_of(endpoint: EndpointSource) -> dict[str, str | None]:
     if isinstance(endpoint, PendingEndpoint):
         return endpoint.answerer
     return live_endpoint(endpoint).answerer()
+
+
+def generation_key(
+    suite: Suite, precision: str, answerer: dict[str, Any] | None, **settings: Any
+) -> str:
+    """The key of a generation cache folder (lm-eval's, LiveBench's): 16 hex digits of the
+    sha256 of the suite's ``precisions`` entry, what answers (:func:`answerer_of`) and the
+    runner's other ``settings`` that decide the generations, as sorted JSON."""
+    payload = {
+        "precision": suite.precisions[precision].model_dump(mode="json"),
+        "answerer": answerer,
+        **settings,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -43,7 +43,7 @@ from quantgate.config import Suite
 from quantgate.hygiene import stopped_at_limit
 from quantgate.jsonl import atomic_write_text, read_jsonl_lenient
 from quantgate.progress import track
-from quantgate.runners import EndpointSource, answerer_of, live_endpoint
+from quantgate.runners import EndpointSource, answerer_of, generation_key, live_endpoint
 from quantgate.runs import RunError, TaskRun, finish_run
 from quantgate.scoring.answers import extract_final_integer, final_answer_text, is_truncated
 
@@ -94,12 +94,7 @@ def cache_key(
 ) -> str:
     """Hash of everything that determines the generations (not the gate): the task config, the
     suite's precision entry and what answered (:meth:`~quantgate.runs.Endpoint.answerer`)."""
-    payload = {
-        "task_config": suite.task_config_hash(task_name),
-        "precision": suite.precisions[precision].model_dump(mode="json"),
-        "answerer": answerer,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return generation_key(suite, precision, answerer, task_config=suite.task_config_hash(task_name))
 
 
 def run(
@@ -137,6 +132,7 @@ def run(
     base_seed = suite.generation.seed
     for repeat in range(task.repeats):
         seed = None if base_seed is None else base_seed + repeat
+        finish_log = cache / f"{FINISH_LOG}_r{repeat}.jsonl"
         result = _evaluate(
             lm_eval.simple_evaluate,
             selection,
@@ -149,7 +145,7 @@ def run(
                 "timeout": task.timeout,
                 "tokenized_requests": False,
                 "max_retries": 3,
-                "finish_log": str(cache / f"{FINISH_LOG}_r{repeat}.jsonl"),
+                "finish_log": str(finish_log),
             },
             tasks=tasks,
             apply_chat_template=True,
@@ -165,7 +161,7 @@ def run(
         )
         if selection is not None:
             _check_fewshot(result, selection, suite, task_name)
-        finish = read_finish_log(cache / f"{FINISH_LOG}_r{repeat}.jsonl")
+        finish = read_finish_log(finish_log)
         for subtask, record in _task_samples(result, task.lmeval_task):
             _collect(subtask, record, task.metric, repeat, per_item, samples, finish)
     if not per_item:
@@ -312,8 +308,9 @@ def chat_model() -> str:
 def _prompt_hash(context: Any) -> str:
     """lm-eval's ``prompt_hash`` of a request's context (``hash_string(arguments[0])``: the
     sha256 of a chat request's JSON messages)."""
-    text = getattr(context, "prompt", context)
-    return hashlib.sha256(str(text).encode("utf-8")).hexdigest()
+    from lm_eval.utils import hash_string
+
+    return hash_string(str(getattr(context, "prompt", context)))
 
 
 def _log_finish(path: Path, contexts: list, outputs: list) -> None:

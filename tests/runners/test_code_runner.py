@@ -193,7 +193,7 @@ def test_timeouts_and_limits_are_judged_again_other_verdicts_are_kept(tmp_path):
     from quantgate.sandbox import IOTest, Limits, Verdict
 
     class Box:
-        isolation, limits, calls = "unshare", Limits(), []
+        isolation, limits, python, calls = "unshare", Limits(), sys.executable, []
 
         def judge(self, files, argv, tests, *, limits=None):
             self.calls.append(files["main.py"])
@@ -211,7 +211,36 @@ def test_timeouts_and_limits_are_judged_again_other_verdicts_are_kept(tmp_path):
     for status in ("passed", "wrong_answer", "runtime_error", "timeout", "limit_exceeded"):
         assert box.judge({"main.py": status}, ["main.py"], tests).status == status
     assert Box.calls == ["timeout", "limit_exceeded"]
-    # other tests, limits or isolation are another key
+    # other tests, limits, isolation or interpreter are another key
     assert box.judge({"main.py": "passed"}, ["main.py"], [IOTest("2\n", "2")]).status == "passed"
     box.judge({"main.py": "passed"}, ["main.py"], tests, limits=Limits(wall_seconds=1))
-    assert Box.calls[-2:] == ["passed", "passed"]
+    for field, value in (("isolation", "bwrap"), ("python", "/opt/python3.99/bin/python3")):
+        other = Box()
+        setattr(other, field, value)
+        JudgedSandbox(other, path).judge({"main.py": "passed"}, ["main.py"], tests)
+    assert Box.calls[-4:] == ["passed"] * 4
+
+
+def test_a_verdict_is_kept_for_the_interpreter_that_gave_it(tmp_path, monkeypatch):
+    """Another Python (a path, or an upgrade in place) judges again; what the box runs is
+    looked at once per JudgedSandbox, never by starting it."""
+    from quantgate.runners.code.common import JudgedSandbox
+    from quantgate.sandbox import Limits
+
+    class Box:
+        isolation, limits, python = "unshare", Limits(), sys.executable
+
+    def key(box) -> str:
+        return JudgedSandbox(box, tmp_path / "v.jsonl")._key({"a.py": ""}, ["a.py"], [], Limits())
+
+    ours = key(Box())
+    assert key(Box()) == ours
+    monkeypatch.setattr(sys, "version", sys.version + " (upgraded)")
+    assert key(Box()) != ours
+    other = Box()
+    other.python = str(tmp_path / "python3")
+    (tmp_path / "python3").write_text("#!/bin/sh\n")
+    before = key(other)
+    assert before not in (ours, key(Box())) and key(other) == before
+    (tmp_path / "python3").write_text("#!/bin/sh\n# another build\n")  # replaced in place
+    assert key(other) != before

@@ -13,7 +13,7 @@ import pytest
 
 from quantgate.runners import lmeval
 from quantgate.runners.registry import run_case
-from tests.runners.test_items import ARITH_ROWS, _suite
+from tests.runners.test_items import ARITH_ROWS, FENCE, LCB, SCICODE, _suite
 from tests.support import tiny_reply
 
 # tiny_arith at max_gen_toks 16: doc -> what the server says about its (right) answer
@@ -113,3 +113,61 @@ def test_a_livebench_row_without_finish_reason_uses_its_tokens():
     assert not stopped_by_limit({"total_output_tokens": 31, **asked})
     assert not stopped_by_limit({"total_output_tokens": -1, **asked})  # not known
     assert not stopped_by_limit({"total_output_tokens": 99})
+
+
+# the code runners: the client's answer carries finish_reason and usage.completion_tokens
+LCB_ROWS = [json.loads(line) for line in LCB.read_text().splitlines()]
+LCB_SAID = {  # problem -> what the server says about its reply, at max_gen_toks 16
+    "lcbfx_sum": {"finish_reason": "length", "completion_tokens": 16},
+    "lcbfx_mean": {"finish_reason": None, "completion_tokens": 16},  # the tokens reached it
+    "lcbfx_twosum": {"finish_reason": None, "completion_tokens": 5},
+    "lcbfx_even": {"finish_reason": "stop", "completion_tokens": 16},
+}
+
+
+@pytest.mark.slow
+def test_livecodebench_answers_stopped_by_the_token_limit_count_as_truncated(
+    tmp_path, scripted_chat
+):
+    def said(body: dict) -> dict:
+        prompt = body["messages"][-1]["content"]
+        qid = next(r["question_id"] for r in LCB_ROWS if r["question_content"] in prompt)
+        return {"content": f"{FENCE}python\nprint(1)\n{FENCE}", **LCB_SAID[qid]}
+
+    suite = _suite(tmp_path)
+    endpoint = scripted_chat(said, model="m").endpoint(checkpoint="org/m")
+    for _ in range(2):  # the second from the client's cache, which keeps the token counts
+        run = run_case(suite, "lcb", "fp8", endpoint, root=tmp_path / "qg")
+        samples = _samples(run)
+        assert {i for i, s in samples.items() if s["truncated"]} == {"lcbfx_sum", "lcbfx_mean"}
+        assert run.truncated == 2 and samples["lcbfx_mean"]["completion_tokens"] == 16
+
+
+@pytest.mark.slow
+def test_scicode_steps_stopped_by_the_token_limit_count_as_truncated(tmp_path, scripted_chat):
+    from tests.scoring.test_scicode import RIGHT, write_targets
+
+    write_targets(tmp_path / "test_data.h5")
+    suite = _suite(
+        tmp_path,
+        sci={"runner": "scicode", "code": {"path": str(SCICODE), "h5_path": "test_data.h5"}},
+    )
+    steps = {"wrap": "90.1", "dist": "90.2", "stats": "90.3", "square": "91.1"}
+    step_said = {
+        "90.1": {"finish_reason": "length", "completion_tokens": 16},
+        "90.2": {"finish_reason": None, "completion_tokens": 16},  # the tokens reached it
+        "90.3": {"finish_reason": None, "completion_tokens": 15},
+        "91.1": {"finish_reason": "stop", "completion_tokens": 16},
+    }
+
+    def said(body: dict) -> dict:
+        next_step = body["messages"][-1]["content"].split("NEXT STEP")[1]
+        name = next(n for n in steps if f"def {n}(" in next_step)
+        code = f"{FENCE}python\nimport numpy as np\n\n{RIGHT[name]}\n{FENCE}\n"
+        return {"content": code, **step_said[steps[name]]}
+
+    run = run_case(suite, "sci", "bf16", scripted_chat(said, model="m").endpoint(), root=tmp_path)
+    samples = _samples(run)
+    assert {s["status"] for s in samples.values()} == {"passed"}
+    assert {i for i, s in samples.items() if s["truncated"]} == {"90.1", "90.2"}
+    assert samples["90.2"]["completion_tokens"] == 16

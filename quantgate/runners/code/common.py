@@ -17,8 +17,14 @@ lives under ``cache_dir/<suite>/<precision>/<task>/`` and is keyed by what answe
 external deployment's URL and served model), so a re-run against the same server re-scores
 without generating and nothing is shared across precisions or servers. Sandbox verdicts are
 kept beside it (:class:`JudgedSandbox`, ``verdicts.jsonl``): a program judged before on the same
-files, command, tests, limits and isolation is not executed again, so a cached re-run executes
-nothing; timeouts and exceeded limits, which depend on the machine's load, are never kept.
+files, command, tests, limits, isolation and interpreter (its path and version) is not executed
+again, so a cached LiveCodeBench re-run executes nothing; timeouts and exceeded limits, which
+depend on the machine's load, are never kept. SciCode's steps run through the box's uncached
+``run`` (their verdict is read from the run's stderr): a re-run executes them again.
+
+``truncated`` (quantgate.hygiene): the server stopped the answer at the token limit
+(:func:`stopped_by_limit`: its ``finish_reason``, else its completion tokens against the
+request's ``max_tokens``) or its think block is still open.
 
 Items: one per problem (LiveCodeBench; SciCode by default), its score the fraction of repeats
 that pass every test (the unbiased pass@1 estimate c/n).
@@ -29,6 +35,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +44,7 @@ from typing import Any
 
 from quantgate import config
 from quantgate.config import CodeTask, Suite
+from quantgate.hygiene import stopped_at_limit
 from quantgate.jsonl import read_jsonl_lenient, write_jsonl
 from quantgate.runners import EndpointSource, answerer_of
 from quantgate.runs import (
@@ -47,7 +56,8 @@ from quantgate.runs import (
     finish_run,
 )
 from quantgate.sandbox import IOTest, Limits, Sandbox, Verdict
-from quantgate.serving.client import ChatClient
+from quantgate.scoring.answers import is_truncated
+from quantgate.serving.client import ChatAnswer, ChatClient
 
 # (task_name, suite, client, box, limit, items=None) -> (per item: one score per repeat, samples,
 # provenance)
@@ -105,6 +115,20 @@ def request_params(suite: Suite, task_name: str, repeat: int) -> dict[str, Any]:
     )
 
 
+def stopped_by_limit(answer: ChatAnswer, params: dict[str, Any]) -> bool:
+    """Whether the server stopped ``answer`` at the token limit
+    (:func:`quantgate.hygiene.stopped_at_limit`): its ``finish_reason``, else its
+    ``completion_tokens`` against the ``max_tokens`` it was asked with (``params``)."""
+    return bool(
+        stopped_at_limit(answer.finish_reason, answer.completion_tokens, params.get("max_tokens"))
+    )
+
+
+def truncated(answer: ChatAnswer, params: dict[str, Any]) -> bool:
+    """The hygiene flag: stopped at the token limit, or a think block still open."""
+    return stopped_by_limit(answer, params) or is_truncated(answer.content)
+
+
 def rows_of(rows: list[dict], items: list[str], key: str, what: str) -> list[dict]:
     """The rows whose ``key`` is one of ``items``, in the order of ``items`` (every row of an id
     that has several); an id with no row is a RunError."""
@@ -144,13 +168,29 @@ VERDICTS_FILE = "verdicts.jsonl"
 _KEPT = ("passed", "wrong_answer", "runtime_error")  # what the program decides, not the load
 
 
+def interpreter_version(python: str) -> str:
+    """What identifies the interpreter at ``python`` without starting it: ``sys.version`` for
+    this process's own; else the binary it resolves to, with its size and modification time
+    (an upgrade in place changes them; a binary that is not there is ``missing``)."""
+    if python == sys.executable:
+        return sys.version
+    real = os.path.realpath(python)
+    try:
+        stat = os.stat(real)
+    except OSError:
+        return f"{real} missing"
+    return f"{real} {stat.st_size} {stat.st_mtime_ns}"
+
+
 class JudgedSandbox:
     """``box`` whose :meth:`judge` verdicts are kept in ``path`` (JSON lines, written by
-    :meth:`save`): the same program on the same tests, limits and isolation is judged once.
+    :meth:`save`): the same program on the same tests, limits, isolation and interpreter
+    (``box.python`` and :func:`interpreter_version`, looked at once here) is judged once.
     Everything else (``run``, ``isolation``, ``limits``) is the box's."""
 
     def __init__(self, box: Sandbox, path: Path) -> None:
         self.box, self.path = box, Path(path)
+        self._python = (box.python, interpreter_version(box.python))
         self._lock = threading.Lock()
         self._known = read_jsonl_lenient(self.path, "key")  # what is unreadable is judged again
         self._changed = False
@@ -196,6 +236,7 @@ class JudgedSandbox:
         head = {
             "version": VERDICTS_VERSION,
             "isolation": self.box.isolation,
+            "python": list(self._python),
             "limits": repr(limits),
             "argv": list(argv),
             "tests": [[t.stdin, t.expected] for t in tests],

@@ -28,9 +28,9 @@ from typing import Any
 
 from quantgate.config import CodeTask, Suite
 from quantgate.runners.code import common
-from quantgate.runners.code.common import code_runner, code_settings, request_params
+from quantgate.runners.code.common import code_runner, code_settings, request_params, truncated
 from quantgate.sandbox import Sandbox, Verdict
-from quantgate.scoring.answers import final_answer_text, is_truncated
+from quantgate.scoring.answers import final_answer_text
 from quantgate.scoring.lcb import Problem, extract_code, grading_plan, messages
 from quantgate.serving.client import ChatClient, ChatRequest
 
@@ -184,7 +184,9 @@ def evaluate(
         verdicts = list(pool.map(lambda i: judge(box, pairs[i][0], programs[i]), range(len(pairs))))
     per_item: dict[str, list[float]] = {}
     samples = []
-    for (problem, repeat), answer, program, verdict in zip(pairs, answers, programs, verdicts):
+    for (problem, repeat), request, answer, program, verdict in zip(
+        pairs, requests, answers, programs, verdicts
+    ):
         per_item.setdefault(problem.question_id, []).append(float(verdict.passed))
         samples.append(
             {
@@ -197,7 +199,8 @@ def evaluate(
                 "detail": verdict.detail[:500],
                 "isolation": verdict.isolation,
                 "finish_reason": answer.finish_reason,
-                "truncated": answer.finish_reason == "length" or is_truncated(answer.content),
+                "completion_tokens": answer.completion_tokens,
+                "truncated": truncated(answer, request.params),
                 "empty": not final_answer_text(answer.content).strip(),
                 "no_answer": not program.strip(),
                 "code": program[:20000],

@@ -36,10 +36,11 @@ from quantgate.runners.code.common import (
     code_runner,
     code_settings,
     request_params,
+    truncated,
 )
 from quantgate.sandbox import Sandbox
 from quantgate.scoring import scicode as sc
-from quantgate.scoring.answers import final_answer_text, is_truncated
+from quantgate.scoring.answers import final_answer_text
 from quantgate.serving.client import ChatClient, ChatRequest
 
 DATASET = "SciCode1/SciCode"
@@ -158,12 +159,13 @@ def generate(
         answers = client.complete(
             [r for _, _, r in batch], desc=f"{client.label} step {step + 1} (repeat {repeat})"
         )
-        for (p, prefix, _), answer in zip(batch, answers):
+        for (p, prefix, request), answer in zip(batch, answers):
             script = sc.extract_python_script(answer.content)
             previous[p["problem_id"]][step] = script
             out[(p["problem_id"], step)] = {
                 "program": f"{prefix}\n{script}",
                 "answer": answer,
+                "params": request.params,
                 "script": script,
             }
     return out
@@ -245,7 +247,8 @@ def evaluate(
                     "repeat": repeat,
                     **result,
                     "finish_reason": answer.finish_reason,
-                    "truncated": answer.finish_reason == "length" or is_truncated(answer.content),
+                    "completion_tokens": answer.completion_tokens,
+                    "truncated": truncated(answer, generated[key]["params"]),
                     "empty": not final_answer_text(answer.content).strip(),
                     "no_answer": not generated[key]["script"].strip(),
                     "code": generated[key]["script"][:20000],

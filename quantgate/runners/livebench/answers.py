@@ -12,7 +12,6 @@ tstamp, total_output_tokens, api_info``), one file per task, sorted by question_
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from quantgate import config
 from quantgate.config import Suite
 from quantgate.jsonl import read_jsonl, write_jsonl
+from quantgate.runners import generation_key
 from quantgate.runs import Endpoint, answerer_key
 from quantgate.serving.client import ChatClient, ChatRequest
 
@@ -43,13 +43,13 @@ def tree_dir(
 ) -> Path:
     """The LiveBench tree of one (suite, precision, release, generation settings, answerer:
     :meth:`~quantgate.runs.Endpoint.answerer`)."""
-    payload = {
-        "precision": suite.precisions[precision].model_dump(mode="json"),
-        "generation": suite.generation.model_dump(mode="json"),
-        "gen_kwargs": suite.tasks[task_name].gen_kwargs,
-        "answerer": answerer,
-    }
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    key = generation_key(
+        suite,
+        precision,
+        answerer,
+        generation=suite.generation.model_dump(mode="json"),
+        gen_kwargs=suite.tasks[task_name].gen_kwargs,
+    )
     return Path(cache_dir) / suite.name / precision / suite.tasks[task_name].release / key
 
 
