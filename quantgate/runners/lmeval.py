@@ -124,8 +124,9 @@ def run(
     cache = cache_dir / suite.name / precision / task_name / key
     cache.mkdir(parents=True, exist_ok=True)
     memo = cache / f"run-{_memo_key(suite, task_name, limit, items)}"
-    if (memo / "run.json").exists() and (memo / "samples.jsonl").exists():
-        return _from_memo(memo, out_dir)  # every answer known: no server, no lm-eval pass
+    known = _from_memo(memo, out_dir)
+    if known is not None:
+        return known  # every answer known: no server, no lm-eval pass
     endpoint = live_endpoint(endpoint)
     per_item: dict[str, list[float]] = {}
     samples: list[dict[str, Any]] = []
@@ -237,14 +238,20 @@ def _to_memo(run: TaskRun, memo: Path) -> None:
     atomic_write_text(memo / "run.json", run.to_json())
 
 
-def _from_memo(memo: Path, out_dir: Path) -> TaskRun:
+def _from_memo(memo: Path, out_dir: Path) -> TaskRun | None:
+    """The memo's finished run, its samples copied to ``out_dir``; None where there is none or
+    it is not a stored run (a cache: the run is made again, from the request cache)."""
     import shutil
 
+    if not (memo / "samples.jsonl").exists() or not (memo / "run.json").exists():
+        return None
+    try:
+        run = TaskRun.load(memo / "run.json", samples_path=out_dir / "samples.jsonl")
+    except ValueError:
+        return None
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(memo / "samples.jsonl", out_dir / "samples.jsonl")
-    return TaskRun.from_json(
-        (memo / "run.json").read_text(), samples_path=out_dir / "samples.jsonl"
-    )
+    return run
 
 
 FINISH_LOG = "finish"  # <cache>/finish_r<repeat>.jsonl: each answer's finish_reason and tokens

@@ -221,3 +221,20 @@ def test_run_case_fails_a_runner_that_did_not_score_exactly_the_items(tmp_path, 
     monkeypatch.setitem(registry.RUNNERS, "lmeval", sloppy)
     with pytest.raises(RunError, match="1 missing: 2; 1 not asked for: 9"):
         run_case(_suite(tmp_path), "arith", "fp8", lambda: None, root=tmp_path, items=["1", "2"])
+
+
+@pytest.mark.slow
+def test_a_damaged_lmeval_run_memo_is_a_cache_miss_not_a_crash(tmp_path, scripted_chat):
+    """The finished-run memo (run-<key>/run.json) is a cache: one that is not a stored run (a
+    disk fault, an edit) is rebuilt from the request cache, sending nothing new."""
+    suite = _suite(tmp_path)
+    server = scripted_chat(_reply, model="m")
+    endpoint = server.endpoint(checkpoint="org/m", engine="transformers", engine_version="1")
+    root = tmp_path / "qg"
+    first = run_case(suite, "arith", "fp8", endpoint, root=root, items=["2", "7"])
+    sent = len(server.bodies)
+    (memo,) = (root / "cache" / "lmeval" / "s" / "fp8" / "arith").glob("*/run-*/run.json")
+    memo.write_bytes(b"\xff not a run")
+    again = run_case(suite, "arith", "fp8", endpoint, root=root, items=["2", "7"])
+    assert again.scores == first.scores and len(server.bodies) == sent
+    assert json.loads(memo.read_text())["scores"] == first.scores  # rewritten
