@@ -9,22 +9,23 @@ Plans (each fits one 10-minute call: <= 3 server starts of ~50-110 s):
 - ``harness``: the suite's new defaults, BF16: direct vs ChatClient vs lm-eval at concurrency 8 /
   64 / 256 (1600-token prompts, 128 output tokens, ignore_eos), the noise floor at 64, the
   5-shot-like shared-prefix workload (prefix caching on, vLLM's default).
-- ``precision``: the deterministic profile (``VLLM_BATCH_INVARIANT=1``) against the suite's
-  defaults on the same prompts (the mode's cost at 32B); ``--quantization fp8`` (online,
-  per-tensor) at 256 and its noise floor at 64.
+- ``invariant-clients``: the deterministic profile (``VLLM_BATCH_INVARIANT=1``) against the
+  suite's defaults on the same prompts (the mode's cost at 32B); the three clients at 256
+  concurrent with 800-token prompts (256 sequences within an H200's KV cache); FlashAttention 3
+  against TRITON_ATTN on those prompts. Prefix caching off throughout.
+- ``fp8-online``: ``--quantization fp8`` (online, per-tensor) at 256 and its noise floor at 64.
 - ``settings``: the suite's defaults and the same server with prefix caching off, each on unique
   and on shared-prefix (5-shot-like) prompts at 256 concurrent; the noise floor at 256 (prefix
   caching off: batching alone). One call, so the comparison needs no other session's numbers.
-- ``harness-256``: FlashAttention 3 against TRITON_ATTN (prefix caching off on both, the same
-  prompts), then the three clients at 256 concurrent with 800-token prompts (256 sequences
-  within an H200's KV cache). The ``stable`` profile is the eager / 8-sequence row measured on
-  2026-12-01 (docs/performance.md, section 1).
 - ``fp8-block``: the block-FP8 config (the suite's fp8 checkpoint format, Qwen3-32B-FP8's
   quantization_config) at 64 and 256, where a call has room.
 - ``noise-256``: ``settings``' noise floor alone, where a call has room for one server.
 - ``tiny-noise`` / ``tiny-invariant``: the tiny model (real trained weights, fits any GPU) at
   the suite's settings: its noise floor at 64 and 256, then the same with
   ``VLLM_BATCH_INVARIANT=1`` and the mode's throughput against the default mode.
+
+The ``stable`` profile is not a plan: it is the eager / 8-sequence row measured on 2026-12-01
+(docs/performance.md, section 1).
 
 Every server is the command quantgate itself would start for the suite's bf16 precision
 (:func:`quantgate.serving.engines.plan_server`), with the model folder replaced by a dummy one
@@ -158,44 +159,42 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
             extra_args=("--no-enable-prefix-caching",),
         ),
     ),
-    # FA3 against TRITON_ATTN on the same prompts in one call (prefix caching off on both),
-    # then the suite's concurrency for 6 of its 9 tasks: the three clients at 256 concurrent,
-    # with 800-token prompts so that 256 sequences fit an H200's KV cache; prefix caching off,
-    # or a later client would reuse the prefill of an earlier one's identical prompts. The
-    # TRITON_ATTN server is last: where the budget skips it, settings' no-prefix-caching row
-    # (same GPU) is the comparison
-    "harness-256": (
+    # what was left open, in the order it matters, for one call: batch-invariant mode's cost at
+    # the 32B shape (the deterministic profile against the suite's defaults, the same 64
+    # prompts at 64 concurrent, prefix caching off on both so that the one flag differs); the
+    # three clients at 256 concurrent (800-token prompts: 256 sequences within an H200's KV
+    # cache; prefix caching off, or a later client would reuse the prefill of an earlier one's
+    # identical prompts); last, FlashAttention 3 against TRITON_ATTN on those 800-token prompts
+    # (the server the budget skips first)
+    "invariant-clients": (
         ServerSpec(
-            "FLASH_ATTN (FA3), no prefix caching",
-            (
-                _t(256, 256, 50),
-                _t(256, 256, 110, clients=ALL, prompt_tokens=800),
-            ),
-            vllm={"attention_backend": "FLASH_ATTN"},
+            "bf16 batch-invariant (--profile deterministic), no prefix caching",
+            (_t(64, 64, 90),),
+            profile="deterministic",
             extra_args=("--no-enable-prefix-caching",),
         ),
         ServerSpec(
-            "TRITON_ATTN (the suite), no prefix caching",
-            (_t(256, 256, 50),),
+            "bf16 suite defaults, no prefix caching",
+            (_t(64, 64, 35), _t(256, 256, 140, clients=ALL, prompt_tokens=800)),
+            extra_args=("--no-enable-prefix-caching",),
+            start_estimate_s=70.0,
+        ),
+        ServerSpec(
+            "FLASH_ATTN (FA3), no prefix caching",
+            (_t(256, 256, 50, prompt_tokens=800),),
+            vllm={"attention_backend": "FLASH_ATTN"},
             extra_args=("--no-enable-prefix-caching",),
             start_estimate_s=70.0,
         ),
     ),
-    # batch-invariant mode's cost at the 32B shape: the same 64 prompts at 64 concurrent on the
-    # deterministic profile's server and on the suite's (the dummy shape's noise floor is
-    # already identical without it: section 5); then online FP8 (fp8_online's server) at 256
-    # and its noise floor at 64 (dynamic per-tensor activation scales span the whole batch)
-    "precision": (
-        ServerSpec(
-            "bf16 batch-invariant (--profile deterministic)",
-            (_t(64, 64, 90),),
-            profile="deterministic",
-        ),
-        ServerSpec("bf16 suite defaults", (_t(64, 64, 35),), start_estimate_s=70.0),
+    # online FP8 (fp8_online's server) at 256 and its noise floor at 64: its activation scales
+    # are dynamic per tensor, so they span the whole batch
+    "fp8-online": (
         ServerSpec(
             "fp8 online",
             (_t(256, 256, 60), _n(64, 128, 60)),
             quantization="fp8",
+            start_estimate_s=80.0,
         ),
     ),
     # the tiny model alone (fits any GPU): its noise floor at 64 and 256 concurrent
