@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -287,9 +288,11 @@ def chat_model() -> str:
                 return super().generate_until(requests, disable_tqdm=True)
 
         async def amodel_call(self, *args, **kwargs):
-            token = _CONTEXTS.set(list(kwargs.get("messages") or []))
+            parent = super().amodel_call  # messages by keyword (0.4.13) or by position
+            arguments = inspect.signature(parent).bind_partial(*args, **kwargs).arguments
+            token = _CONTEXTS.set(list(arguments.get("messages") or []))
             try:
-                return await super().amodel_call(*args, **kwargs)
+                return await parent(*args, **kwargs)
             finally:
                 _CONTEXTS.reset(token)
 

@@ -171,3 +171,31 @@ def test_scicode_steps_stopped_by_the_token_limit_count_as_truncated(tmp_path, s
     assert {s["status"] for s in samples.values()} == {"passed"}
     assert {i for i, s in samples.items() if s["truncated"]} == {"90.1", "90.2"}
     assert samples["90.2"]["completion_tokens"] == 16
+
+
+@pytest.mark.parametrize("by", ["keyword", "position"])
+def test_the_finish_log_sees_the_request_however_lm_eval_passes_its_messages(by, monkeypatch):
+    """lm-eval 0.4.13 calls ``amodel_call(session=..., sem=..., messages=...)``; a release that
+    passes them by position must not silently lose every finish_reason."""
+    import asyncio
+
+    from lm_eval.api.registry import get_model
+    from lm_eval.models.openai_completions import LocalChatCompletion
+
+    seen = []
+
+    async def parent(self, session, sem, messages, **kwargs):
+        seen.append(lmeval._CONTEXTS.get())
+        return None
+
+    monkeypatch.setattr(LocalChatCompletion, "amodel_call", parent)
+    chat = get_model(lmeval.chat_model())
+    model = chat.__new__(chat)  # no server behind it: only amodel_call runs
+    messages = ["prompt one", "prompt two"]
+    if by == "keyword":
+        call = model.amodel_call(session=None, sem=None, messages=messages, generate=True)
+    else:
+        call = model.amodel_call(None, None, messages, generate=True)
+    asyncio.run(call)
+    assert seen == [messages]
+    assert lmeval._CONTEXTS.get() is None  # reset after the call
