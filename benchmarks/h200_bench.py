@@ -13,6 +13,8 @@ Plans (each fits one 10-minute call: <= 3 server starts of ~50-110 s):
   suite's defaults on the same prompts (the mode's cost at 32B); the three clients at 256
   concurrent with 800-token prompts (256 sequences within an H200's KV cache); FlashAttention 3
   against TRITON_ATTN on those prompts. Prefix caching off throughout.
+- ``invariant-256``: the deterministic profile alone on ``settings``' unique workload at 256 (for
+  a call too short for two servers; compared with ``settings``' row of the same GPU model).
 - ``fp8-online``: ``--quantization fp8`` (online, per-tensor) at 256 and its noise floor at 64.
 - ``settings``: the suite's defaults and the same server with prefix caching off, each on unique
   and on shared-prefix (5-shot-like) prompts at 256 concurrent; the noise floor at 256 (prefix
@@ -185,6 +187,17 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
             vllm={"attention_backend": "FLASH_ATTN"},
             extra_args=("--no-enable-prefix-caching",),
             start_estimate_s=70.0,
+        ),
+    ),
+    # invariant-clients' first measurement in a short call: the deterministic profile on
+    # settings' "no prefix caching" unique workload (the same seeded prompts at 256), to set
+    # against that row of the same GPU model
+    "invariant-256": (
+        ServerSpec(
+            "bf16 batch-invariant (--profile deterministic), no prefix caching",
+            (_t(256, 256, 110),),
+            profile="deterministic",
+            extra_args=("--no-enable-prefix-caching",),
         ),
     ),
     # online FP8 (fp8_online's server) at 256 and its noise floor at 64: its activation scales
