@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # One device call on the lent H200: activate the vLLM kit, then run one throughput plan of
-# benchmarks/h200_bench.py (its docstring lists them: invariant-clients, fp8-online, settings, ...)
+# benchmarks/h200_bench.py (its docstring lists them: invariant-clients, fp8-online, ...)
 # within the call's 10 minutes; any Hopper GPU runs them (the 32B plans just fit an H100).
 #
 #   bash benchmarks/h200_run.sh harness            # from the repo root, on the GPU machine
-#   PARSER_CHECK=1 bash benchmarks/h200_run.sh invariant-clients  # first vLLM's parser on the commands
+#   PARSER_CHECK=1 bash benchmarks/h200_run.sh invariant-clients  # vLLM's parser first
 #
 # Needs (carried in the call, see docs/performance.md): .device-kit/vllm-env.sh, the kit's last
 # part and MANIFEST.sha256 (the first part stashed by an earlier call of this warm machine), and
