@@ -7,6 +7,7 @@ Imported as ``from tests.support import ...``: the root conftest.py puts the rep
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +19,17 @@ from quantgate.runs import Endpoint
 
 REPO = Path(__file__).resolve().parents[1]
 LIVEBENCH_FIXTURES = REPO / "tests" / "fixtures" / "livebench"
+
+
+# -- a child process that hears Ctrl-C ----------------------------------------------------------
+
+
+def hear_sigint() -> None:
+    """``preexec_fn`` for a child a test sends SIGINT: the signal's default disposition, as a
+    terminal's foreground job has. A shell without job control starts a background job
+    (``pytest &``, nohup scripts) with SIGINT ignored, a child inherits that, and Python keeps
+    it ignored, so the test would wait on a process that cannot hear it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # -- an in-process chat server ------------------------------------------------------------------

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from quantgate.serving.servers import Server, free_port
+from tests.support import hear_sigint
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = REPO / "tests" / "fixtures" / "fake_server.py"
@@ -51,6 +52,7 @@ def test_ctrl_c_stops_a_session_waiting_on_a_hanging_endpoint(tmp_path):
                 "no:cacheprovider",
             ],
             cwd=REPO,
+            preexec_fn=hear_sigint,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from quantgate.suites import load_suite
+from tests.support import hear_sigint
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -186,6 +187,7 @@ def test_an_interrupted_session_leaves_no_server_behind(workdir, sig):
     proc = subprocess.Popen(
         _pytest_args(workdir, "--precision", "bf16", qg=fresh),
         cwd=REPO,
+        preexec_fn=hear_sigint,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

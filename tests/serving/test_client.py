@@ -17,6 +17,7 @@ import pytest
 from quantgate.runs import Endpoint
 from quantgate.serving.client import ChatClient, ChatRequest, ClientError
 from quantgate.serving.servers import Server, free_port
+from tests.support import hear_sigint
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = REPO / "tests" / "fixtures" / "fake_server.py"
@@ -219,6 +220,7 @@ def test_ctrl_c_stops_the_client(tmp_path, mode, backoff):
         proc = subprocess.Popen(
             [sys.executable, "-c", CTRL_C_SCRIPT, server.base_url, backoff],
             cwd=REPO,
+            preexec_fn=hear_sigint,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
