@@ -132,6 +132,20 @@ def _tiny_noise() -> tuple[Bench, ...]:
     )
 
 
+NO_PREFIX_CACHING = ("--no-enable-prefix-caching",)  # a later run cannot reuse an earlier prefill
+
+
+def _deterministic(benches: tuple[Bench, ...]) -> ServerSpec:
+    """The suite's ``--profile deterministic`` server (VLLM_BATCH_INVARIANT=1), prefix caching off
+    so that it compares with a no-prefix-caching server of the default mode by the one flag."""
+    return ServerSpec(
+        "bf16 batch-invariant (--profile deterministic), no prefix caching",
+        benches,
+        profile="deterministic",
+        extra_args=NO_PREFIX_CACHING,
+    )
+
+
 # Estimates: BF16 defaults ~2.3 req/s at 8, ~5.1 at 64, ~5.3 at 256 (1600/128); eager + 8 seqs
 # 0.85 req/s; x3 where all three clients run. Each plan fits ~540 s; the last server of a plan is
 # the one to lose when starts are slow (the budget skips it and says so).
@@ -158,7 +172,7 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
                 _t(64, 128, 80, clients=ALL),
                 _n(64, 128, 55),
             ),
-            extra_args=("--no-enable-prefix-caching",),
+            extra_args=NO_PREFIX_CACHING,
         ),
     ),
     # what was left open, in the order it matters, for one call: batch-invariant mode's cost at
@@ -169,37 +183,25 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
     # identical prompts); last, FlashAttention 3 against TRITON_ATTN on those 800-token prompts
     # (the server the budget skips first)
     "invariant-clients": (
-        ServerSpec(
-            "bf16 batch-invariant (--profile deterministic), no prefix caching",
-            (_t(64, 64, 90),),
-            profile="deterministic",
-            extra_args=("--no-enable-prefix-caching",),
-        ),
+        _deterministic((_t(64, 64, 90),)),
         ServerSpec(
             "bf16 suite defaults, no prefix caching",
             (_t(64, 64, 35), _t(256, 256, 140, clients=ALL, prompt_tokens=800)),
-            extra_args=("--no-enable-prefix-caching",),
+            extra_args=NO_PREFIX_CACHING,
             start_estimate_s=70.0,
         ),
         ServerSpec(
             "FLASH_ATTN (FA3), no prefix caching",
             (_t(256, 256, 50, prompt_tokens=800),),
             vllm={"attention_backend": "FLASH_ATTN"},
-            extra_args=("--no-enable-prefix-caching",),
+            extra_args=NO_PREFIX_CACHING,
             start_estimate_s=70.0,
         ),
     ),
     # invariant-clients' first measurement in a short call: the deterministic profile on
     # settings' "no prefix caching" unique workload (the same seeded prompts at 256), to set
     # against that row of the same GPU model
-    "invariant-256": (
-        ServerSpec(
-            "bf16 batch-invariant (--profile deterministic), no prefix caching",
-            (_t(256, 256, 110),),
-            profile="deterministic",
-            extra_args=("--no-enable-prefix-caching",),
-        ),
-    ),
+    "invariant-256": (_deterministic((_t(256, 256, 110),)),),
     # online FP8 (fp8_online's server) at 256 and its noise floor at 64: its activation scales
     # are dynamic per tensor, so they span the whole batch
     "fp8-online": (
@@ -235,7 +237,7 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
                 _t(256, 256, 50, workload="fewshot"),
                 _n(256, 256, 80, prompt_tokens=800),
             ),
-            extra_args=("--no-enable-prefix-caching",),
+            extra_args=NO_PREFIX_CACHING,
         ),
     ),
     # the settings plan's last measurement alone, where a call has room for one server
@@ -243,7 +245,7 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
         ServerSpec(
             "no prefix caching",
             (_n(256, 256, 80, prompt_tokens=800),),
-            extra_args=("--no-enable-prefix-caching",),
+            extra_args=NO_PREFIX_CACHING,
             start_estimate_s=60.0,
         ),
     ),
