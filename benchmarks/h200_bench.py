@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -146,6 +147,17 @@ def _deterministic(benches: tuple[Bench, ...]) -> ServerSpec:
     )
 
 
+def _defaults_clients() -> ServerSpec:
+    """The suite's defaults without prefix caching: the deterministic profile's 64-prompt
+    counterpart, then the three clients at 256 concurrent on 800-token prompts."""
+    return ServerSpec(
+        "bf16 suite defaults, no prefix caching",
+        (_t(64, 64, 35), _t(256, 256, 140, clients=ALL, prompt_tokens=800)),
+        extra_args=NO_PREFIX_CACHING,
+        start_estimate_s=150.0,
+    )
+
+
 # Estimates: BF16 defaults ~2.3 req/s at 8, ~5.1 at 64, ~5.3 at 256 (1600/128); eager + 8 seqs
 # 0.85 req/s; x3 where all three clients run. Each plan fits ~540 s; the last server of a plan is
 # the one to lose when starts are slow (the budget skips it and says so).
@@ -184,12 +196,7 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
     # (the server the budget skips first)
     "invariant-clients": (
         _deterministic((_t(64, 64, 90),)),
-        ServerSpec(
-            "bf16 suite defaults, no prefix caching",
-            (_t(64, 64, 35), _t(256, 256, 140, clients=ALL, prompt_tokens=800)),
-            extra_args=NO_PREFIX_CACHING,
-            start_estimate_s=70.0,
-        ),
+        _defaults_clients(),
         ServerSpec(
             "FLASH_ATTN (FA3), no prefix caching",
             (_t(256, 256, 50, prompt_tokens=800),),
@@ -201,6 +208,8 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
     # invariant-clients' first measurement in a short call: the deterministic profile on
     # settings' "no prefix caching" unique workload (the same seeded prompts at 256), to set
     # against that row of the same GPU model
+    # invariant-clients' second server alone, for a call after one that ran the first
+    "defaults-clients": (_defaults_clients(),),
     "invariant-256": (_deterministic((_t(256, 256, 110),)),),
     # online FP8 (fp8_online's server) at 256 and its noise floor at 64: its activation scales
     # are dynamic per tensor, so they span the whole batch
@@ -282,6 +291,12 @@ def plan_for(spec: ServerSpec, models: Path, out: Path):
         update={"engine": engine, "precisions": {**suite.precisions, "bf16": precision}}
     )
     return plan_server(suite, "bf16", out_dir=out, cache_dir=out, engine="vllm")
+
+
+def env_set(plan) -> dict[str, str]:
+    """The variables the server's environment sets beyond this process's own: the suite's and
+    its profile's (the deterministic profile's VLLM_BATCH_INVARIANT) and the spec's."""
+    return {k: v for k, v in sorted(plan.env.items()) if os.environ.get(k) != v}
 
 
 def _smi() -> str:
@@ -434,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         for spec in PLANS[args.plan]:
             plan = plan_for(spec, args.models, work)
-            print(spec.label, ":", " ".join(plan.argv[3:]), spec.env or "")
+            print(spec.label, ":", " ".join(plan.argv[3:]), env_set(plan) or "")
         return 0
 
     from quantgate.serving.engines import start_server, stop_server
@@ -450,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         plan = plan_for(spec, args.models, work / _slug(spec.label))  # a log of its own
         argv = " ".join(plan.argv[3:])
-        print(f"== {spec.label}: {argv} {spec.env or ''}", flush=True)
+        print(f"== {spec.label}: {argv} {env_set(plan) or ''}", flush=True)
         server = start_server(plan)
         try:
             server.start()
@@ -466,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
                 "kind": "server",
                 "label": spec.label,
                 "argv": argv,
-                "env": spec.env,
+                "env": env_set(plan),
                 "profile": spec.profile,
                 "startup_s": round(server.startup_seconds or 0, 1),
                 "vllm": tp.server_info(server.base_url).get("version"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -155,7 +156,8 @@ def test_the_driver_records_what_ran_skips_what_would_overrun_and_writes_its_fil
         port = free_port()
         return ServerPlan(
             engine="vllm", engine_version=None, checkpoint="fake", model_path="fake",
-            argv=_fake_argv(port, "m"), env={}, port=port, log_path=out / f"{spec.label}.log",
+            argv=_fake_argv(port, "m"), env={**os.environ, "QG_PROFILE_MARK": "1"}, port=port,
+            log_path=out / f"{spec.label}.log",
             startup_timeout=30, shutdown_timeout=10, served_model="m",
             checks=[models_include("m")],
         )  # fmt: skip
@@ -193,6 +195,9 @@ def test_the_driver_records_what_ran_skips_what_would_overrun_and_writes_its_fil
         ("skipped", "too late", None),  # the server whose start would not fit
     ]
     assert records[1]["argv"].startswith("--port") and records[1]["startup_s"] >= 0
+    # the environment the server ran with beyond the driver's own: a profile's variables (the
+    # deterministic profile's VLLM_BATCH_INVARIANT) come from the suite, not from the spec
+    assert records[1]["env"] == {"QG_PROFILE_MARK": "1"}
     assert records[5]["identical"] == 4
     table = (tmp_path / "test.md").read_text()
     assert "| fake | unique | lmeval | 2 | 4 |" in table and "| too late | skipped |" in table
