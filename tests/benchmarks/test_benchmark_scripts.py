@@ -147,6 +147,23 @@ def test_the_fake_server_got_the_same_request_from_every_client(fake_server):
     assert body["ignore_eos"] is True and body["messages"][-1]["content"] == "hello there"
 
 
+@pytest.mark.parametrize("client", ["direct", "chatclient", "lmeval"])
+def test_every_client_keeps_256_requests_in_flight(tmp_path, client):
+    """The suite's highest num_concurrent: no client caps it (a connection pool's or a thread
+    pool's default size would); the server holds each request until 256 are in flight."""
+    tp = _module("quantgate_benchmarks_throughput", SCRIPT)
+    port = free_port()
+    argv = [*_fake_argv(port), "--gather", "256"]
+    argv[argv.index("healthy")] = "gather"
+    server = Server(argv, port=port, served_model="fake", log_path=tmp_path / "fake.log",
+                    startup_timeout=30, ready_checks=[models_include()])  # fmt: skip
+    bodies = [tp.payload("fake", f"prompt {i}", 8, {}) for i in range(256)]
+    with server:
+        _, answers = tp.run_client(client, server.base_url, "fake", bodies, 256, 60)
+    assert len(answers) == 256
+    assert max(int(a.text.removeprefix("in flight: ")) for a in answers) == 256
+
+
 def test_the_driver_records_what_ran_skips_what_would_overrun_and_writes_its_files(
     tmp_path, monkeypatch
 ):
