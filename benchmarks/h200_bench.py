@@ -13,6 +13,8 @@ Plans (each fits one 10-minute call: <= 3 server starts of ~50-110 s):
   suite's defaults on the same prompts (the mode's cost at 32B); the three clients at 256
   concurrent with 800-token prompts (256 sequences within an H200's KV cache); FlashAttention 3
   against TRITON_ATTN on those prompts. Prefix caching off throughout.
+- ``defaults-clients``: ``invariant-clients`` after its first server (the suite's defaults at 64,
+  the three clients at 256, FA3), for a call after one that measured the deterministic profile.
 - ``invariant-256``: the deterministic profile alone on ``settings``' unique workload at 256 (for
   a call too short for two servers; compared with ``settings``' row of the same GPU model).
 - ``fp8-online``: ``--quantization fp8`` (online, per-tensor) at 256 and its noise floor at 64.
