@@ -16,8 +16,6 @@ deterministic profile's first 307 s on an H100; a server that would overrun is s
   against TRITON_ATTN on those prompts. Prefix caching off throughout.
 - ``defaults-clients``: ``invariant-clients`` after its first server (the suite's defaults at 64,
   the three clients at 256, FA3), for a call after one that measured the deterministic profile.
-- ``invariant-256``: the deterministic profile alone on ``settings``' unique workload at 256 (for
-  a call too short for two servers; compared with ``settings``' row of the same GPU model).
 - ``fp8-online``: ``--quantization fp8`` (online, per-tensor) at 256 and its noise floor at 64.
 - ``settings``: the suite's defaults and the same server with prefix caching off, each on unique
   and on shared-prefix (5-shot-like) prompts at 256 concurrent; the noise floor at 256 (prefix
@@ -139,17 +137,6 @@ def _tiny_noise() -> tuple[Bench, ...]:
 NO_PREFIX_CACHING = ("--no-enable-prefix-caching",)  # a later run cannot reuse an earlier prefill
 
 
-def _deterministic(benches: tuple[Bench, ...]) -> ServerSpec:
-    """The suite's ``--profile deterministic`` server (VLLM_BATCH_INVARIANT=1), prefix caching off
-    so that it compares with a no-prefix-caching server of the default mode by the one flag."""
-    return ServerSpec(
-        "bf16 batch-invariant (--profile deterministic), no prefix caching",
-        benches,
-        profile="deterministic",
-        extra_args=NO_PREFIX_CACHING,
-    )
-
-
 def _defaults_clients() -> ServerSpec:
     """The suite's defaults without prefix caching: the deterministic profile's 64-prompt
     counterpart, then the three clients at 256 concurrent on 800-token prompts."""
@@ -201,24 +188,26 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
             extra_args=NO_PREFIX_CACHING,
         ),
     ),
-    # what was left open, in the order it matters, for one call: batch-invariant mode's cost at
-    # the 32B shape (the deterministic profile against the suite's defaults, the same 64
-    # prompts at 64 concurrent, prefix caching off on both so that the one flag differs); the
-    # three clients at 256 concurrent (800-token prompts: 256 sequences within an H200's KV
-    # cache; prefix caching off, or a later client would reuse the prefill of an earlier one's
-    # identical prompts); last, FlashAttention 3 against TRITON_ATTN on those 800-token prompts
-    # (the server the budget skips first)
+    # in the order it matters, for one call: batch-invariant mode's cost at the 32B shape (the
+    # deterministic profile against the suite's defaults, the same 64 prompts at 64 concurrent,
+    # prefix caching off on both so that the one flag differs); the three clients at 256
+    # concurrent (800-token prompts: 256 sequences within an H200's KV cache; prefix caching
+    # off, or a later client would reuse the prefill of an earlier one's identical prompts);
+    # last, FlashAttention 3 against TRITON_ATTN on those 800-token prompts (the server the
+    # budget skips first). On an H100 (2026-12-07) only the first server measured: its start
+    # took 307 s
     "invariant-clients": (
-        _deterministic((_t(64, 64, 90),)),
+        ServerSpec(
+            "bf16 batch-invariant (--profile deterministic), no prefix caching",
+            (_t(64, 64, 90),),
+            profile="deterministic",
+            extra_args=NO_PREFIX_CACHING,
+        ),
         _defaults_clients(),
         _fa3(),
     ),
     # invariant-clients after its first server, for a call after one that ran that server
     "defaults-clients": (_defaults_clients(), _fa3()),
-    # invariant-clients' first measurement in a short call: the deterministic profile on
-    # settings' "no prefix caching" unique workload (the same seeded prompts at 256), to set
-    # against that row of the same GPU model
-    "invariant-256": (_deterministic((_t(256, 256, 110),)),),
     # online FP8 (fp8_online's server) at 256 and its noise floor at 64: its activation scales
     # are dynamic per tensor, so they span the whole batch
     "fp8-online": (

@@ -35,8 +35,8 @@ def _module(name: str, path: Path):
     return sys.modules[name]
 
 
-def _fake_argv(port: int, model: str = "fake") -> list[str]:
-    return [sys.executable, str(FAKE), "healthy", "--port", str(port), "--served-model-name", model]
+def _fake_argv(port: int, model: str = "fake", mode: str = "healthy") -> list[str]:
+    return [sys.executable, str(FAKE), mode, "--port", str(port), "--served-model-name", model]
 
 
 @pytest.fixture
@@ -153,8 +153,7 @@ def test_every_client_keeps_256_requests_in_flight(tmp_path, client):
     pool's default size would); the server holds each request until 256 are in flight."""
     tp = _module("quantgate_benchmarks_throughput", SCRIPT)
     port = free_port()
-    argv = [*_fake_argv(port), "--gather", "256"]
-    argv[argv.index("healthy")] = "gather"
+    argv = [*_fake_argv(port, mode="gather"), "--gather", "256"]
     server = Server(argv, port=port, served_model="fake", log_path=tmp_path / "fake.log",
                     startup_timeout=30, ready_checks=[models_include()])  # fmt: skip
     bodies = [tp.payload("fake", f"prompt {i}", 8, {}) for i in range(256)]
