@@ -16,6 +16,7 @@ deterministic profile's first 307 s on an H100; a server that would overrun is s
   against TRITON_ATTN on those prompts. Prefix caching off throughout.
 - ``defaults-clients``: ``invariant-clients`` after its first server (the suite's defaults at 64,
   the three clients at 256, FA3), for a call after one that measured the deterministic profile.
+- ``fa3``: FlashAttention 3 against TRITON_ATTN alone, the same 800-token prompts at 256.
 - ``fp8-online``: ``--quantization fp8`` (online, per-tensor) at 256 and its noise floor at 64.
 - ``settings``: the suite's defaults and the same server with prefix caching off, each on unique
   and on shared-prefix (5-shot-like) prompts at 256 concurrent; the noise floor at 256 (prefix
@@ -208,6 +209,17 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
     ),
     # invariant-clients after its first server, for a call after one that ran that server
     "defaults-clients": (_defaults_clients(), _fa3()),
+    # FA3 against TRITON_ATTN alone, each on the same 800-token prompts at 256 in one call (in
+    # defaults-clients the budget skipped FA3 after its start on an H100, 2026-12-07)
+    "fa3": (
+        ServerSpec(
+            "bf16 suite defaults, no prefix caching",
+            (_t(256, 256, 50, prompt_tokens=800),),
+            extra_args=NO_PREFIX_CACHING,
+            start_estimate_s=150.0,
+        ),
+        _fa3(),
+    ),
     # online FP8 (fp8_online's server) at 256 and its noise floor at 64: its activation scales
     # are dynamic per tensor, so they span the whole batch
     "fp8-online": (
