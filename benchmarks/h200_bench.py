@@ -16,7 +16,9 @@ deterministic profile's first 307 s on an H100; a server that would overrun is s
   against TRITON_ATTN on those prompts. Prefix caching off throughout.
 - ``defaults-clients``: ``invariant-clients`` after its first server (the suite's defaults at 64,
   the three clients at 256, FA3), for a call after one that measured the deterministic profile.
-- ``fa3``: FlashAttention 3 against TRITON_ATTN alone, the same 800-token prompts at 256.
+- ``fa3``: FlashAttention 3 against TRITON_ATTN alone, the same 800-token prompts at 256;
+  ``fa3-alone``: FA3's server only, for a short call on an H100 (the TRITON_ATTN row is
+  ``defaults-clients``').
 - ``fp8-online``: ``--quantization fp8`` (online, per-tensor) at 256 and its noise floor at 64.
 - ``settings``: the suite's defaults and the same server with prefix caching off, each on unique
   and on shared-prefix (5-shot-like) prompts at 256 concurrent; the noise floor at 256 (prefix
@@ -220,6 +222,10 @@ PLANS: dict[str, tuple[ServerSpec, ...]] = {
         ),
         _fa3(),
     ),
+    # FA3 alone, for a call too short for two servers: compared with defaults-clients' direct row
+    # at 256 (774.21 tok/s on an H100, 2026-12-07; its 64-concurrent row repeated on a second
+    # H100 machine within 1 %), so only on an H100
+    "fa3-alone": (_fa3(),),
     # online FP8 (fp8_online's server) at 256 and its noise floor at 64: its activation scales
     # are dynamic per tensor, so they span the whole batch
     "fp8-online": (
